@@ -1,0 +1,22 @@
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install test test-fast bench-codec clean
+
+# torch is pinned to the CPU build that this workplace serves from local disk.
+install:
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test:
+	$(PYTHON) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+bench-codec:
+	bash scripts/bench_codec.sh
+
+clean:
+	rm -rf build *.egg-info .pytest_cache

@@ -1,0 +1,61 @@
+"""The ``dexter`` command: a Typer app with one short module per subcommand.
+
+Heavy imports (torch, partitura) happen inside the commands so that
+``dexter --help`` is instant. A :class:`~dexter_cli.errors.DexterError` becomes
+one red line on stderr and exit status 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from .. import __version__
+from ..errors import DexterError
+from ._common import STATE, console_err
+
+app = typer.Typer(
+    name="dexter",
+    help="Learn and control expressive piano performance with diffusion models (DExter).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dexter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """dexter: learn expressive piano performance from aligned data and render it for any score."""
+    STATE["debug"] = debug
+
+
+from . import codec, evaluate, pair, render, test, train  # noqa: E402  (registers the commands)
+
+for _module in (codec, pair, train, test, render, evaluate):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``dexter`` executable."""
+    try:
+        app(args=argv, prog_name="dexter")
+    except DexterError as exc:
+        if STATE.get("debug"):
+            traceback.print_exc()
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console_err.print("[bold red]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,264 @@
+"""Where the aligned performances are: the public datasets' own layouts.
+
+Discovery only looks at file names; nothing is parsed here. Each dataset
+reports what it found and what it could not use, so nothing is guessed
+silently.
+
+Layouts
+-------
+asap
+    ``<Composer>/<group>/<piece>/xml_score.musicxml``, ``<perf>.mid`` and
+    ``<perf>_note_alignments/note_alignment.tsv`` (score ids of the maximally
+    unfolded score, e.g. ``n12-2``).
+vienna422
+    ``match/<piece>_pNN.match`` (performance + alignment) and
+    ``musicxml/<piece>.musicxml``.
+atepp
+    parangonada ``align.csv`` per performance, the performance MIDI beside it
+    (or in a parent folder, named after the alignment folder) and the score in
+    the piece folder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..errors import DexterError
+
+Dataset = Literal["asap", "vienna422", "atepp"]
+DATASETS: tuple[str, ...] = ("asap", "vienna422", "atepp")
+# default folder name of each dataset under --datasets-root
+DEFAULT_DIRS: dict[str, tuple[str, ...]] = {
+    "asap": ("asap", "asap-dataset", "ASAP"),
+    "vienna422": ("vienna4x22", "vienna422", "Vienna4x22"),
+    "atepp": ("atepp", "ATEPP", "ATEPP-1.1"),
+}
+SCORE_SUFFIXES = (".musicxml", ".mxl", ".xml", ".mei", ".krn")
+
+
+@dataclass(frozen=True)
+class PerformanceSource:
+    """One score-aligned performance, as found on disk.
+
+    Attributes
+    ----------
+    dataset : str
+        ``asap``, ``vienna422`` or ``atepp``.
+    piece : str
+        Piece key (composer/title) used for the split; all performances of a
+        piece share a split.
+    name : str
+        Performance name (unique within the piece).
+    score : Path
+        Score file.
+    performance : Path
+        Performance file (MIDI, or a match file that also holds the alignment).
+    alignment : Path or None
+        Alignment file (``note_alignment.tsv`` or ``align.csv``); None when the
+        performance file is a match file.
+    root : Path
+        The dataset root; paths in the store are relative to it.
+    """
+
+    dataset: str
+    piece: str
+    name: str
+    score: Path
+    performance: Path
+    alignment: Path | None
+    root: Path
+
+    @property
+    def key(self) -> str:
+        """Stable identifier: dataset and performance path relative to the root."""
+        return f"{self.dataset}:{self.performance.relative_to(self.root).as_posix()}"
+
+    @property
+    def score_key(self) -> str:
+        """Stable identifier of the score."""
+        return f"{self.dataset}:{self.score.relative_to(self.root).as_posix()}"
+
+    @property
+    def cep_csv(self) -> Path:
+        """Where a mid-level perceptual feature CSV for this performance would be."""
+        return self.performance.with_name(self.performance.stem + "_cep_features.csv")
+
+
+@dataclass
+class Discovery:
+    """What discovery found for one dataset."""
+
+    dataset: str
+    root: Path | None
+    sources: list[PerformanceSource] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def resolve_roots(
+    datasets_root: Path | None,
+    datasets: list[str] | None,
+    overrides: dict[str, Path | None],
+) -> dict[str, Path | None]:
+    """Decide the root folder of each asked-for dataset.
+
+    Parameters
+    ----------
+    datasets_root : Path or None
+        Folder holding the datasets under their usual names.
+    datasets : list of str or None
+        Datasets to use; None means every dataset whose folder exists.
+    overrides : dict
+        Per-dataset root folders that win over ``datasets_root``.
+
+    Returns
+    -------
+    dict
+        Dataset name to root folder (None when it was asked for and not found).
+    """
+    if datasets is not None:
+        unknown = [d for d in datasets if d not in DATASETS]
+        if unknown:
+            raise DexterError(f"unknown dataset {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+    roots: dict[str, Path | None] = {}
+    for name in DATASETS:
+        root = overrides.get(name)
+        if root is not None:
+            if not Path(root).is_dir():
+                raise DexterError(f"--{name}-root {root} is not a folder")
+            roots[name] = Path(root)
+            continue
+        if datasets_root is not None:
+            for d in DEFAULT_DIRS[name]:
+                if (Path(datasets_root) / d).is_dir():
+                    roots[name] = Path(datasets_root) / d
+                    break
+        roots.setdefault(name, None)
+    if datasets is None:
+        explicit = [d for d in DATASETS if overrides.get(d) is not None]
+        wanted = explicit or [d for d in DATASETS if roots[d] is not None]
+    else:
+        wanted = list(datasets)
+    return {d: roots[d] for d in wanted}
+
+
+def discover(roots: dict[str, Path | None]) -> list[Discovery]:
+    """Find the performances of each dataset under its root.
+
+    Parameters
+    ----------
+    roots : dict
+        Output of :func:`resolve_roots`.
+
+    Returns
+    -------
+    list of Discovery
+        One entry per dataset, sources sorted by key.
+    """
+    finders = {"asap": _discover_asap, "vienna422": _discover_vienna, "atepp": _discover_atepp}
+    found = []
+    for name, root in roots.items():
+        if root is None:
+            found.append(Discovery(name, None, note="not found (no folder under the datasets root)"))
+            continue
+        disc = finders[name](Path(root).resolve())
+        disc.sources.sort(key=lambda s: s.key)
+        found.append(disc)
+    return found
+
+
+def _discover_asap(root: Path) -> Discovery:
+    disc = Discovery("asap", root)
+    for tsv in sorted(root.rglob("*_note_alignments/note_alignment.tsv")):
+        align_dir = tsv.parent
+        piece_dir = align_dir.parent
+        name = align_dir.name[: -len("_note_alignments")]
+        midi = piece_dir / f"{name}.mid"
+        score = piece_dir / "xml_score.musicxml"
+        rel = piece_dir.relative_to(root).as_posix()
+        if not midi.is_file():
+            disc.problems.append(f"{rel}/{name}: no performance MIDI {midi.name}")
+            continue
+        if not score.is_file():
+            disc.problems.append(f"{rel}/{name}: no xml_score.musicxml")
+            continue
+        disc.sources.append(PerformanceSource("asap", rel, name, score, midi, tsv, root))
+    if not disc.sources and not disc.problems:
+        disc.note = "no */*_note_alignments/note_alignment.tsv found"
+    return disc
+
+
+_VIENNA_RE = re.compile(r"^(?P<piece>.+)_(?P<perf>p\d+)$")
+
+
+def _discover_vienna(root: Path) -> Discovery:
+    disc = Discovery("vienna422", root)
+    match_dir, xml_dir = root / "match", root / "musicxml"
+    if not match_dir.is_dir():
+        disc.note = "no match/ folder"
+        return disc
+    for match in sorted(match_dir.glob("*.match")):
+        m = _VIENNA_RE.match(match.stem)
+        if not m:
+            disc.problems.append(f"match/{match.name}: name is not <piece>_pNN.match")
+            continue
+        piece = m.group("piece")
+        score = next((xml_dir / f"{piece}{s}" for s in SCORE_SUFFIXES if (xml_dir / f"{piece}{s}").is_file()), None)
+        if score is None:
+            disc.problems.append(f"match/{match.name}: no musicxml/{piece}.musicxml")
+            continue
+        disc.sources.append(PerformanceSource("vienna422", piece, m.group("perf"), score, match, None, root))
+    return disc
+
+
+def _find_score(folder: Path) -> Path | None:
+    preferred = folder / "xml_score.musicxml"
+    if preferred.is_file():
+        return preferred
+    cands = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SCORE_SUFFIXES)
+    return cands[0] if len(cands) == 1 else None
+
+
+def _discover_atepp(root: Path) -> Discovery:
+    disc = Discovery("atepp", root)
+    for csv in sorted(root.rglob("align.csv")):
+        midi, name = None, None
+        here = csv.parent
+        # the MIDI beside the alignment, or in a parent folder named after the alignment folder
+        mids = sorted(here.glob("*.mid")) + sorted(here.glob("*.midi"))
+        if len(mids) == 1:
+            midi, name = mids[0], mids[0].stem
+        else:
+            for folder in list(csv.parents)[1:4]:
+                for suffix in ("_note_alignments", "_alignment", ""):
+                    if suffix and folder.name.endswith(suffix):
+                        stem = folder.name[: -len(suffix)]
+                    elif not suffix:
+                        stem = folder.name
+                    else:
+                        continue
+                    for ext in (".mid", ".midi"):
+                        cand = folder.parent / f"{stem}{ext}"
+                        if cand.is_file():
+                            midi, name = cand, stem
+                            break
+                    if midi:
+                        break
+                if midi:
+                    break
+        rel = csv.relative_to(root).as_posix()
+        if midi is None:
+            disc.problems.append(f"{rel}: no performance MIDI beside it")
+            continue
+        score = _find_score(midi.parent)
+        if score is None:
+            disc.problems.append(f"{rel}: no single score file in {midi.parent.relative_to(root).as_posix() or '.'}")
+            continue
+        piece = midi.parent.relative_to(root).as_posix() or midi.parent.name
+        disc.sources.append(PerformanceSource("atepp", piece, name, score, midi, csv, root))
+    if not disc.sources and not disc.problems:
+        disc.note = "no parangonada align.csv found"
+    return disc

@@ -1,0 +1,179 @@
+"""Scores: load (merged, unfolded as the alignment requires) and s_codec features.
+
+The s_codec vocabulary is fixed (``S_CODEC_NAMES``): every piece produces the
+same columns whatever its meter, markings or instrumentation. Values are raw
+(beats, MIDI pitch / 127, 0/1 flags); normalisation happens in the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DexterError
+from ._partitura import pt, quiet
+
+# partitura note-feature columns taken as they are (make_note_feats, force_fixed_size=True)
+_PT_COLUMNS: dict[str, str] = {
+    "pitch": "polynomial_pitch_feature.pitch",
+    "duration_feature": "duration_feature.duration",
+    "beat_phase": "metrical_strength_feature.beat_phase",
+    "metrical_strength_downbeat": "metrical_strength_feature.metrical_strength_downbeat",
+    "metrical_strength_secondary": "metrical_strength_feature.metrical_strength_secondary",
+    "metrical_strength_weak": "metrical_strength_feature.metrical_strength_weak",
+    "piece_position": "relative_score_position_feature.score_position",
+    **{f"dyn_{d}": f"loudness_direction_feature.{d}" for d in
+       ("ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "fp", "sf", "sfp", "sfz")},
+    "dyn_other_constant": "loudness_direction_feature.unknown_constant",
+    "dyn_other_impulsive": "loudness_direction_feature.unknown_impulsive",
+    "cresc": "loudness_direction_feature.loudness_incr",
+    "dim": "loudness_direction_feature.loudness_decr",
+    **{f"tempo_{t}": f"tempo_direction_feature.{t}" for t in
+       ("largo", "grave", "lento", "adagio", "larghetto", "adagietto", "andante", "andantino",
+        "moderato", "allegretto", "allegro", "vivace", "presto", "prestissimo")},
+    "tempo_other_constant": "tempo_direction_feature.unknown_constant",
+    "accel": "tempo_direction_feature.tempo_incr",
+    "rit": "tempo_direction_feature.tempo_decr",
+    "fermata": "fermata_feature.fermata",
+    "slur_incr": "slur_feature.slur_incr",
+    "slur_decr": "slur_feature.slur_decr",
+    "grace_note": "grace_feature.grace_note",
+    "n_grace": "grace_feature.n_grace",
+    "grace_pos": "grace_feature.grace_pos",
+    "chord_size": "vertical_neighbor_feature.n_total",
+    "chord_above": "vertical_neighbor_feature.n_above",
+    "chord_below": "vertical_neighbor_feature.n_below",
+    "chord_highest": "vertical_neighbor_feature.highest_pitch",
+    "chord_lowest": "vertical_neighbor_feature.lowest_pitch",
+    "chord_range": "vertical_neighbor_feature.pitch_range",
+}
+# articulation flags: the max over partitura's note articulations and articulation directions
+_ARTICULATIONS: dict[str, tuple[str, ...]] = {
+    "staccato": ("articulation_feature.staccato", "articulation_direction_feature.staccato",
+                 "articulation_feature.staccatissimo", "articulation_feature.spiccato"),
+    "tenuto": ("articulation_feature.tenuto", "articulation_direction_feature.tenuto",
+               "articulation_feature.detached-legato"),
+    "accent": ("articulation_feature.accent", "articulation_direction_feature.accent",
+               "articulation_feature.strong-accent", "articulation_direction_feature.marcato",
+               "articulation_feature.stress"),
+    "ornament": tuple(f"ornament_feature.{o}" for o in (
+        "trill-mark", "turn", "delayed-turn", "inverted-turn", "mordent", "inverted-mordent",
+        "tremolo", "shake", "wavy-line", "other-ornament")),
+}
+# note_array columns: onset/duration in beats, voice, staff, meter
+_NA_COLUMNS = ("onset_beat", "duration_beat", "voice", "staff", "ts_beats", "ts_beat_type", "is_downbeat")
+
+S_CODEC_NAMES: tuple[str, ...] = (
+    *_NA_COLUMNS, "ioi_beat", *_PT_COLUMNS.keys(), *_ARTICULATIONS.keys()
+)
+
+
+@dataclass
+class LoadedScore:
+    """A score ready for encoding.
+
+    Attributes
+    ----------
+    part : partitura Part
+        All parts merged into one; unfolded when ``unfolded``.
+    note_ids : ndarray of str
+        Score note ids in canonical order (onset, then pitch).
+    order : ndarray of int
+        ``note_ids = part.note_array()["id"][order]``.
+    note_array : ndarray (structured)
+        ``part.note_array(...)`` in canonical order.
+    unfolded : bool
+        Whether repeats were unfolded maximally (ids like ``n12-2``).
+    """
+
+    part: object
+    note_ids: np.ndarray
+    order: np.ndarray
+    note_array: np.ndarray
+    unfolded: bool
+
+    def __len__(self) -> int:
+        return len(self.note_ids)
+
+
+def load_score(path: Path, unfold: bool = False) -> LoadedScore:
+    """Load a score, merge its parts, optionally unfold its repeats maximally.
+
+    Parameters
+    ----------
+    path : Path
+        Any score format partitura reads (MusicXML, MXL, MEI, kern, MIDI).
+    unfold : bool
+        Unfold repeats maximally with ids ``<id>-<pass>`` (ASAP's convention).
+
+    Returns
+    -------
+    LoadedScore
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DexterError(f"score not found: {path}")
+    try:
+        with quiet():
+            score = pt.load_score(str(path))
+            parts = list(score.parts)
+            if not parts:
+                raise DexterError(f"score has no parts: {path}")
+            part = pt.score.merge_parts(parts) if len(parts) > 1 else parts[0]
+            if unfold:
+                part = pt.score.unfold_part_maximal(part, update_ids=True)
+            na = part.note_array(include_staff=True, include_time_signature=True,
+                                 include_metrical_position=True, include_grace_notes=True)
+    except DexterError:
+        raise
+    except Exception as exc:  # partitura raises many types on malformed files
+        raise DexterError(f"cannot read score {path.name}: {type(exc).__name__}: {exc}") from exc
+    if len(na) == 0:
+        raise DexterError(f"score has no notes: {path}")
+    order = np.lexsort((na["pitch"], na["onset_div"]))
+    return LoadedScore(part, na["id"][order].astype(str), order, na[order], unfold)
+
+
+def score_features(score: LoadedScore) -> np.ndarray:
+    """Compute the s_codec of a score: one row per note, columns ``S_CODEC_NAMES``.
+
+    Parameters
+    ----------
+    score : LoadedScore
+
+    Returns
+    -------
+    ndarray, shape (n_notes, len(S_CODEC_NAMES)), float32
+    """
+    na = score.note_array
+    with quiet():
+        feats, names = pt.musicanalysis.make_note_feats(
+            score.part, "all", include_empty_features=True, force_fixed_size=True)
+    # make_note_feats rows follow part.notes_tied, the same order as note_array
+    feats = np.asarray(feats, dtype=np.float64)[score.order]
+    col = {n: i for i, n in enumerate(names)}
+    out = np.zeros((len(na), len(S_CODEC_NAMES)), dtype=np.float64)
+    j = 0
+    for name in _NA_COLUMNS:
+        out[:, j] = na[name].astype(np.float64)
+        j += 1
+    # inter-onset interval to the next distinct onset, in beats (0 for the last onset)
+    onsets = na["onset_beat"].astype(np.float64)
+    uniq = np.unique(onsets)
+    nxt = np.searchsorted(uniq, onsets, side="right")
+    ioi = np.where(nxt < len(uniq), uniq[np.minimum(nxt, len(uniq) - 1)] - onsets, 0.0)
+    out[:, j] = ioi
+    j += 1
+    for name, src in _PT_COLUMNS.items():
+        if src in col:
+            out[:, j] = feats[:, col[src]]
+        j += 1
+    for name, srcs in _ARTICULATIONS.items():
+        present = [col[s] for s in srcs if s in col]
+        if present:
+            out[:, j] = feats[:, present].max(axis=1)
+        j += 1
+    out[~np.isfinite(out)] = 0.0
+    return out.astype(np.float32)

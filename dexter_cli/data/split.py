@@ -1,0 +1,49 @@
+"""Deterministic train/valid/test split by piece.
+
+A piece's split depends only on its key (a hash), so adding data never moves
+an existing piece, and all performances of a piece share a split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """Parse ``"85/5/10"`` into fractions summing to 1."""
+    from ..errors import DexterError
+
+    try:
+        parts = [float(x) for x in text.split("/")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise DexterError(f"--split must look like 85/5/10 (train/valid/test), got {text!r}")
+    total = sum(parts)
+    return parts[0] / total, parts[1] / total, parts[2] / total
+
+
+def piece_hash(piece: str) -> float:
+    """Map a piece key to a number in [0, 1), uniformly and stably."""
+    digest = hashlib.sha1(piece.strip().lower().encode("utf-8")).hexdigest()
+    return int(digest[:13], 16) / float(16 ** 13)
+
+
+def assign_split(piece: str, fractions: tuple[float, float, float] = (0.85, 0.05, 0.10)) -> str:
+    """Split of a piece: ``train``, ``valid`` or ``test``.
+
+    Parameters
+    ----------
+    piece : str
+        Piece key (composer/title).
+    fractions : tuple of float
+        Train, valid, test fractions (summing to 1).
+    """
+    h = piece_hash(piece)
+    if h < fractions[0]:
+        return "train"
+    if h < fractions[0] + fractions[1]:
+        return "valid"
+    return "test"
