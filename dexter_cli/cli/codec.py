@@ -22,6 +22,7 @@ def codec(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Store folder [default: data/codec_N=<N>[_mixup]]."),
     datasets_root: Path = typer.Option(None, "--datasets-root", help="Folder holding the datasets [default: $DEXTER_DATASETS or ../shared/datasets]."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma list of asap,vienna422,atepp [default: all found]."),
+    pieces: Optional[str] = typer.Option(None, "--pieces", help="Comma list of shell patterns on piece keys, e.g. 'Bach/Fugue/*' [default: all]."),
     asap_root: Optional[Path] = typer.Option(None, "--asap-root", help="ASAP root (overrides --datasets-root)."),
     vienna_root: Optional[Path] = typer.Option(None, "--vienna422-root", help="Vienna 4x22 root."),
     atepp_root: Optional[Path] = typer.Option(None, "--atepp-root", help="ATEPP root (parangonada align.csv layout)."),
@@ -41,13 +42,14 @@ def codec(
 
     fractions = parse_fractions(split)
     shard_t = parse_shard(shard)
+    piece_patterns = [p.strip() for p in pieces.split(",") if p.strip()] if pieces else None
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
     root = datasets_root if datasets_root is not None else default_datasets_root()
     store = out or Path("data") / f"codec_N={max_note_seq}{'_mixup' if mixup else ''}"
-    arguments = {"max_note_seq": max_note_seq, "mixup": mixup, "datasets_root": str(root), "datasets": names,
+    arguments = {"max_note_seq": max_note_seq, "mixup": mixup, "datasets_root": str(root), "datasets": names, "pieces": piece_patterns,
                  "split": split, "workers": workers, "shard": shard, "window_beats": window_beats}
     with stage_progress(quiet) as progress:
-        run = run_codec(store, datasets_root=root, datasets=names,
+        run = run_codec(store, datasets_root=root, datasets=names, pieces=piece_patterns,
                         roots={"asap": asap_root, "vienna422": vienna_root, "atepp": atepp_root},
                         max_note_seq=max_note_seq, mixup=mixup, fractions=fractions, workers=workers,
                         shard=shard_t, merge_only=merge, window_beats=window_beats, arguments=arguments,

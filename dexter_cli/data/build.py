@@ -21,7 +21,7 @@ from ..errors import DexterError
 from .encode import SkipPerformance, encode_performance, load_performance_and_alignment, matched_pairs, needs_unfolding
 from .layouts import Discovery, PerformanceSource
 from .parts import Parts
-from .scores import LoadedScore, load_score, score_features
+from .scores import LoadedScore, parse_score, prepare_score, score_features
 
 # performances of one score per task: small enough to balance, large enough to reuse the parsed score
 PERFS_PER_TASK = 4
@@ -48,18 +48,21 @@ class EncodeReport:
         return sum(r.status == status for r in self.results)
 
 
-_SCORES: OrderedDict[tuple[str, bool], LoadedScore] = OrderedDict()
+_SCORES: OrderedDict[str, dict] = OrderedDict()
 
 
 def _score(path: Path, unfold: bool) -> LoadedScore:
-    """Parsed score, cached per worker (the two most recent)."""
-    key = (str(path), unfold)
+    """Score parsed once per worker (the two most recent), folded and unfolded views cached."""
+    key = str(path)
     if key not in _SCORES:
-        _SCORES[key] = load_score(path, unfold=unfold)
+        _SCORES[key] = {"part": parse_score(path)}
         while len(_SCORES) > 2:
             _SCORES.popitem(last=False)
     _SCORES.move_to_end(key)
-    return _SCORES[key]
+    entry = _SCORES[key]
+    if unfold not in entry:
+        entry[unfold] = prepare_score(entry["part"], unfold, Path(path).name)
+    return entry[unfold]
 
 
 def encode_source(src: PerformanceSource, parts: Parts, window_beats: float = 4.0) -> EncodeResult:

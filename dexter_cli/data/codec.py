@@ -70,7 +70,8 @@ def _window_bounds(onset_beat: np.ndarray, window_beats: float) -> tuple[np.ndar
 
 def _windowed(values: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and std of ``values`` over ``valid`` entries in [lo, hi) for each note."""
-    v = np.where(valid, values, 0.0)
+    center = values[valid].mean() if valid.any() else 0.0  # centring keeps the variance exact
+    v = np.where(valid, values - center, 0.0)
     c0 = np.concatenate([[0.0], np.cumsum(valid.astype(np.float64))])
     c1 = np.concatenate([[0.0], np.cumsum(v)])
     c2 = np.concatenate([[0.0], np.cumsum(v * v)])
@@ -78,7 +79,7 @@ def _windowed(values: np.ndarray, valid: np.ndarray, lo: np.ndarray, hi: np.ndar
     safe = np.maximum(n, 1.0)
     mean = (c1[hi] - c1[lo]) / safe
     var = np.maximum((c2[hi] - c2[lo]) / safe - mean ** 2, 0.0)
-    return mean, np.sqrt(var), n
+    return mean + center, np.sqrt(var), n
 
 
 def control_features(

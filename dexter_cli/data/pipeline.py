@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def run_codec(
     *,
     datasets_root: Path | None,
     datasets: list[str] | None = None,
+    pieces: list[str] | None = None,
     roots: dict[str, Path | None] | None = None,
     max_note_seq: int = 300,
     mixup: bool = False,
@@ -60,6 +62,8 @@ def run_codec(
         Folder holding the datasets under their usual names.
     datasets : list of str, optional
         Which datasets (default: all found).
+    pieces : list of str, optional
+        Keep only pieces whose key matches one of these shell patterns.
     roots : dict, optional
         Per-dataset root overrides.
     max_note_seq : int
@@ -97,6 +101,9 @@ def run_codec(
         raise DexterError(f"datasets root {datasets_root} is not a folder")
     resolved = resolve_roots(datasets_root, datasets, roots or {})
     discoveries = discover(resolved)
+    if pieces:
+        for d in discoveries:
+            d.sources = [s for s in d.sources if any(fnmatch.fnmatch(s.piece, pat) for pat in pieces)]
     sources = [s for d in discoveries for s in d.sources]
     if not sources:
         where = "; ".join(f"{d.dataset}: {d.note or 'nothing usable'}" for d in discoveries) or "no dataset"

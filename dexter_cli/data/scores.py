@@ -98,6 +98,59 @@ class LoadedScore:
         return len(self.note_ids)
 
 
+def parse_score(path: Path) -> object:
+    """Parse a score file and merge its parts into one (no unfolding).
+
+    Parameters
+    ----------
+    path : Path
+        Any score format partitura reads (MusicXML, MXL, MEI, kern, MIDI).
+
+    Returns
+    -------
+    partitura Part
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DexterError(f"score not found: {path}")
+    try:
+        with quiet():
+            parts = list(pt.load_score(str(path)).parts)
+            if not parts:
+                raise DexterError(f"score has no parts: {path}")
+            return pt.score.merge_parts(parts) if len(parts) > 1 else parts[0]
+    except DexterError:
+        raise
+    except Exception as exc:  # partitura raises many types on malformed files
+        raise DexterError(f"cannot read score {path.name}: {type(exc).__name__}: {exc}") from exc
+
+
+def prepare_score(part: object, unfold: bool = False, name: str = "score") -> LoadedScore:
+    """Put a parsed part in canonical note order, optionally unfolding its repeats.
+
+    Parameters
+    ----------
+    part : partitura Part
+        From :func:`parse_score`.
+    unfold : bool
+        Unfold repeats maximally with ids ``<id>-<pass>`` (ASAP's convention).
+    name : str
+        Used in error messages.
+    """
+    try:
+        with quiet():
+            if unfold:
+                part = pt.score.unfold_part_maximal(part, update_ids=True)
+            na = part.note_array(include_staff=True, include_time_signature=True,
+                                 include_metrical_position=True, include_grace_notes=True)
+    except Exception as exc:
+        raise DexterError(f"cannot read score {name}: {type(exc).__name__}: {exc}") from exc
+    if len(na) == 0:
+        raise DexterError(f"score has no notes: {name}")
+    order = np.lexsort((na["pitch"], na["onset_div"]))
+    return LoadedScore(part, na["id"][order].astype(str), order, na[order], unfold)
+
+
 def load_score(path: Path, unfold: bool = False) -> LoadedScore:
     """Load a score, merge its parts, optionally unfold its repeats maximally.
 
@@ -112,28 +165,7 @@ def load_score(path: Path, unfold: bool = False) -> LoadedScore:
     -------
     LoadedScore
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DexterError(f"score not found: {path}")
-    try:
-        with quiet():
-            score = pt.load_score(str(path))
-            parts = list(score.parts)
-            if not parts:
-                raise DexterError(f"score has no parts: {path}")
-            part = pt.score.merge_parts(parts) if len(parts) > 1 else parts[0]
-            if unfold:
-                part = pt.score.unfold_part_maximal(part, update_ids=True)
-            na = part.note_array(include_staff=True, include_time_signature=True,
-                                 include_metrical_position=True, include_grace_notes=True)
-    except DexterError:
-        raise
-    except Exception as exc:  # partitura raises many types on malformed files
-        raise DexterError(f"cannot read score {path.name}: {type(exc).__name__}: {exc}") from exc
-    if len(na) == 0:
-        raise DexterError(f"score has no notes: {path}")
-    order = np.lexsort((na["pitch"], na["onset_div"]))
-    return LoadedScore(part, na["id"][order].astype(str), order, na[order], unfold)
+    return prepare_score(parse_score(path), unfold, Path(path).name)
 
 
 def score_features(score: LoadedScore) -> np.ndarray:
