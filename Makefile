@@ -16,7 +16,7 @@ test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 bench-codec:
-	bash scripts/bench_codec.sh
+	$(PYTHON) scripts/bench_codec.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

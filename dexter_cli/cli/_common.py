@@ -28,9 +28,14 @@ def stage_progress(quiet: bool = False) -> Iterator[Callable[[str, int, int], No
     tasks: dict[str, int] = {}
 
     def callback(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            progress.start()  # lazily: an early error prints no empty display
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=total)
         progress.update(tasks[stage], completed=done, total=total)
 
-    with progress:
+    try:
         yield callback
+    finally:
+        if tasks:
+            progress.stop()

@@ -116,8 +116,15 @@ def make_tasks(sources: list[PerformanceSource], shard: tuple[int, int] = (0, 1)
             continue
         group = by_score[key]
         tasks += [group[k: k + PERFS_PER_TASK] for k in range(0, len(group), PERFS_PER_TASK)]
-    # big scores first: better load balance across workers
-    tasks.sort(key=lambda t: -len(t))
+    # costly tasks first (cost ~ score size x (parse + performances)): no lone straggler at the end
+    def cost(task: list[PerformanceSource]) -> float:
+        try:
+            size = task[0].score.stat().st_size
+        except OSError:
+            size = 0
+        return -size * (2 + len(task))
+
+    tasks.sort(key=cost)
     return tasks
 
 

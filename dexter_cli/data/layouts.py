@@ -21,6 +21,8 @@ atepp
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +172,39 @@ def discover(roots: dict[str, Path | None]) -> list[Discovery]:
     return found
 
 
+def _find(root: Path, filename: str) -> list[Path]:
+    """Every file called ``filename`` under ``root``, following symbolic links, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs.sort()
+        if filename in files:
+            found.append(Path(folder) / filename)
+    return sorted(found)
+
+
+def _asap_pieces(root: Path) -> dict[str, str]:
+    """Folder -> ``composer/title`` from ASAP's metadata.csv (a piece's ``_no_repeat``
+    score shares its title, hence its split)."""
+    meta = root / "metadata.csv"
+    pieces: dict[str, str] = {}
+    if meta.is_file():
+        with open(meta, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("folder") and row.get("composer") and row.get("title"):
+                    pieces[row["folder"].strip("/")] = f"{row['composer']}/{row['title']}"
+    return pieces
+
+
+def _piece_from_folder(rel: str) -> str:
+    """``Composer/group/piece`` with ASAP's ``_no_repeat`` variant folded onto its piece."""
+    return re.sub(r"_no_repeat$", "", rel)
+
+
 def _discover_asap(root: Path) -> Discovery:
     disc = Discovery("asap", root)
-    for tsv in sorted(root.rglob("*_note_alignments/note_alignment.tsv")):
+    titles = _asap_pieces(root)
+    tsvs = [p for p in _find(root, "note_alignment.tsv") if p.parent.name.endswith("_note_alignments")]
+    for tsv in tsvs:
         align_dir = tsv.parent
         piece_dir = align_dir.parent
         name = align_dir.name[: -len("_note_alignments")]
@@ -185,7 +217,8 @@ def _discover_asap(root: Path) -> Discovery:
         if not score.is_file():
             disc.problems.append(f"{rel}/{name}: no xml_score.musicxml")
             continue
-        disc.sources.append(PerformanceSource("asap", rel, name, score, midi, tsv, root))
+        piece = titles.get(rel) or _piece_from_folder(rel)
+        disc.sources.append(PerformanceSource("asap", piece, name, score, midi, tsv, root))
     if not disc.sources and not disc.problems:
         disc.note = "no */*_note_alignments/note_alignment.tsv found"
     return disc
@@ -224,7 +257,7 @@ def _find_score(folder: Path) -> Path | None:
 
 def _discover_atepp(root: Path) -> Discovery:
     disc = Discovery("atepp", root)
-    for csv in sorted(root.rglob("align.csv")):
+    for csv in _find(root, "align.csv"):
         midi, name = None, None
         here = csv.parent
         # the MIDI beside the alignment, or in a parent folder named after the alignment folder

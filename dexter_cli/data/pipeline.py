@@ -97,9 +97,9 @@ def run_codec(
     """
     if max_note_seq < 1:
         raise DexterError(f"--max-note-seq must be positive, got {max_note_seq}")
+    resolved = resolve_roots(datasets_root, datasets, roots or {})
     if datasets_root is not None and not Path(datasets_root).is_dir() and not any((roots or {}).values()):
         raise DexterError(f"datasets root {datasets_root} is not a folder")
-    resolved = resolve_roots(datasets_root, datasets, roots or {})
     discoveries = discover(resolved)
     if pieces:
         for d in discoveries:
