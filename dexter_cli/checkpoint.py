@@ -1,0 +1,159 @@
+"""Checkpoints: training state for ``--resume`` and inference exports.
+
+Inference export (``<dir>/model.safetensors`` + ``<dir>/config.json``): EMA weights;
+the safetensors metadata holds the same config and a SHA-256 of the tensors, so
+loading never unpickles anything and a damaged file is refused.
+
+Training state (``<run>/state/``): model, EMA (safetensors), optimiser state
+(``torch.load(weights_only=True)``), step and config. Each is written into a
+temporary folder that replaces the previous one in one rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import DexterError
+from .fileio import write_json
+
+FORMAT = "dexter-checkpoint-1"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, shapes, dtypes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished folder into place; the old one is removed only after."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict) -> None:
+    """Write an inference checkpoint (safetensors + config.json) atomically.
+
+    Parameters
+    ----------
+    directory : Path
+        E.g. ``<run>/checkpoints/best``.
+    state : dict
+        Model weights (EMA).
+    config : dict
+        ``format``, ``model`` (ModelConfig fields), ``codec`` (version, names, stats),
+        ``task`` settings and training facts (step, ...).
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    config = {**config, "format": FORMAT, "sha256": tensors_sha256(tensors)}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"config": json.dumps(config)})
+        write_json(tmp / "config.json", config)
+        _replace_dir(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def load_inference(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read an inference checkpoint: weights and config, verified.
+
+    Parameters
+    ----------
+    path : Path
+        The checkpoint folder, or its ``model.safetensors``.
+
+    Returns
+    -------
+    state : dict of tensors
+    config : dict
+
+    Raises
+    ------
+    DexterError
+        Missing, truncated or tampered files, or an unknown format.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    file = path / "model.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise DexterError(f"no checkpoint at {path} (expected model.safetensors)")
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        state = load_file(str(file))
+    except Exception as exc:  # safetensors raises its own types on damaged files
+        raise DexterError(f"checkpoint {file} is damaged or not a safetensors file: {exc}") from exc
+    try:
+        config = json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise DexterError(f"checkpoint {file} has no dexter config in its metadata") from exc
+    if config.get("format") != FORMAT:
+        raise DexterError(f"checkpoint {file} has format {config.get('format')!r}, expected {FORMAT}")
+    if config.get("sha256") != tensors_sha256(state):
+        raise DexterError(f"checkpoint {file} fails its checksum: the weights were altered or damaged")
+    return state, config
+
+
+def save_training_state(directory: Path, *, model: dict, ema: dict, optimizer: dict, step: int,
+                        config: dict, extra: dict | None = None) -> None:
+    """Write the full training state for ``--resume`` (atomically, as one folder)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.items()}, str(tmp / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
+        torch.save(optimizer, tmp / "optimizer.pt")
+        write_json(tmp / "trainer.json", {"step": step, "config": config, **(extra or {})})
+        _replace_dir(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def load_training_state(directory: Path) -> dict:
+    """Read a training state written by :func:`save_training_state`."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not (directory / "trainer.json").is_file():
+        raise DexterError(f"no training state to resume at {directory}")
+    try:
+        info = json.loads((directory / "trainer.json").read_text())
+        return {
+            **info,
+            "model": load_file(str(directory / "model.safetensors")),
+            "ema": load_file(str(directory / "ema.safetensors")),
+            "optimizer": torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu"),
+        }
+    except DexterError:
+        raise
+    except Exception as exc:
+        raise DexterError(f"training state at {directory} is damaged: {exc}") from exc

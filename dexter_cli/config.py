@@ -1,0 +1,178 @@
+"""Training configuration: typed defaults, then a YAML file, then ``key=value`` overrides.
+
+Overrides use dotted paths checked against the defaults' fields and types
+(``model.residual_layers=12``, ``task.timesteps=1000``, ``optim.lr=1e-4``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .errors import DexterError
+from .model.config import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/codec_N=300_mixup"
+    synthetic: bool = True  # train on mixup segments too
+
+
+@dataclass
+class TaskConfig:
+    target: str = "gen_noise"  # gen_noise | transfer
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    prediction: str = "eps"  # eps | x0 | v
+    cond_drop: float = 0.1  # classifier-free guidance: drop the score and each control with this p
+    recon_weight: float = 0.2
+    p_clip: float = 5.0  # normalised p_codec bound (std)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    batch_size: int = 16  # per optimiser step, over all processes
+    grad_accum: int = 1
+    clip_grad: float = 1.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"  # no | fp16 | bf16 (GPU)
+    max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
+
+
+@dataclass
+class EvalConfig:
+    every: int = 250
+    valid_batches: int = 4
+    sample_segments: int = 4
+    sampler: str = "dpm++"
+    steps: int = 20
+    checkpoint_every: int = 250
+    log_every: int = 10
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    run_dir: str = "runs/dexter"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TARGETS = ("gen_noise", "transfer")
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise DexterError(f"{key} must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise DexterError(f"{key} must be an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DexterError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        return str(value)
+    return value
+
+
+def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise DexterError(f"unknown config key {path!r}; valid: {', '.join(sorted(prefix + n for n in names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise DexterError(f"{path} is a section; give {path}.<key>=value")
+            _apply(current, value, path + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], path))
+
+
+def _dotted(key: str, value: Any) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path``, then ``key=value`` overrides.
+
+    A YAML ``model`` entry may be a mapping or the path of a ``configs/model/*.yaml`` file
+    (relative to the YAML file's folder or the working directory).
+    """
+    cfg = TrainConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DexterError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise DexterError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise DexterError(f"{path} must hold a mapping of settings")
+        if isinstance(data.get("model"), str):
+            data["model"] = load_model_yaml(data["model"], path.parent)
+        _apply(cfg, data)
+    for item in overrides or []:
+        if "=" not in item:
+            raise DexterError(f"override {item!r} must look like key=value (e.g. model.residual_layers=12)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if key == "model" and isinstance(value, str):
+            value = load_model_yaml(value, Path("."))
+        _apply(cfg, _dotted(key.strip(), value))
+    if cfg.task.target not in TARGETS:
+        raise DexterError(f"unknown target {cfg.task.target!r}; choose from {', '.join(TARGETS)}")
+    return cfg
+
+
+def load_model_yaml(name: str, base: Path) -> dict:
+    """Read a model config YAML by path (tried relative to ``base``, then as given)."""
+    for cand in (base / name, Path(name), base.parent / name):
+        if cand.is_file():
+            data = yaml.safe_load(cand.read_text()) or {}
+            if not isinstance(data, dict):
+                raise DexterError(f"{cand} must hold a mapping of model settings")
+            return data
+    raise DexterError(f"model config not found: {name}")
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from .fileio import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

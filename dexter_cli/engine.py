@@ -1,0 +1,164 @@
+"""One wrapper for training and sampling, so the two cannot drift apart.
+
+:class:`Expression` holds the denoiser, the codec normaliser, the schedule and
+the task settings. ``loss(batch)`` is DExter's training objective;
+``sample(batch)`` runs a sampler over the same denoiser call.
+
+Targets (DExter, Sec. 3.3):
+
+gen_noise
+    x_T ~ N(0, I); conditions s_codec and c_codec (c is a standalone condition).
+transfer
+    the "noise" is the paired source performance: x_t = sqrt(ab) x0_target +
+    sqrt(1 - ab) x_source; the condition is c_target - c_source; sampling starts
+    from the source and adds no variance (DDIM, eta = 0).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .diffusion import Schedule, diffusion_loss, get_sampler
+from .diffusion.schedule import check_prediction
+from .model import Denoiser, ModelConfig
+from .model.normalize import CodecNormalizer
+
+
+class Expression:
+    """Denoiser + codec normalisation + diffusion settings.
+
+    Parameters
+    ----------
+    model : Denoiser
+    normalizer : CodecNormalizer
+    schedule : Schedule
+    target : {"gen_noise", "transfer"}
+    prediction : {"eps", "x0", "v"}
+    cond_drop : float
+        Probability of dropping the score condition, and each control, in training.
+    recon_weight : float
+    """
+
+    def __init__(self, model: Denoiser, normalizer: CodecNormalizer, schedule: Schedule, *,
+                 target: str = "gen_noise", prediction: str = "eps", cond_drop: float = 0.1,
+                 recon_weight: float = 0.2):
+        self.model = model
+        self.norm = normalizer
+        self.schedule = schedule
+        self.target = target
+        self.prediction = check_prediction(prediction)
+        self.cond_drop = cond_drop
+        self.recon_weight = recon_weight
+
+    # conditions -------------------------------------------------------------
+    def conditions(self, batch: dict, drop_s: torch.Tensor | None = None,
+                   drop_c: torch.Tensor | None = None) -> dict:
+        """Normalised conditions of a batch; ``drop_*`` True selects the learned nulls."""
+        s = self.norm.encode_s(batch["s_codec"].float())
+        c = self.norm.encode_c(batch["c_codec"].float())
+        if self.target == "transfer":
+            c = c - self.norm.encode_c(batch["source_c"].float())  # c_target - c_source
+        B, C = c.shape[0], c.shape[-1]
+        if drop_s is None:
+            drop_s = torch.zeros(B, dtype=torch.bool)
+        if drop_c is None:
+            drop_c = torch.zeros(B, C, dtype=torch.bool)
+        return {"s": s, "c": c, "mask": batch["mask"].float(), "drop_s": drop_s.to(s.device),
+                "drop_c": drop_c.to(s.device)}
+
+    @staticmethod
+    def unconditional(cond: dict) -> dict:
+        """The same batch with the score and every control replaced by their nulls."""
+        return {**cond, "drop_s": torch.ones_like(cond["drop_s"]), "drop_c": torch.ones_like(cond["drop_c"])}
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        """The denoiser callable handed to the samplers."""
+        return self.model(x, t, cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
+
+    # training ---------------------------------------------------------------
+    def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
+        """DExter's loss on one batch (random t, noise and condition dropout from ``generator``)."""
+        batch = {k: v.to(device) for k, v in batch.items()}
+        x0 = self.norm.encode_p(batch["p_codec"].float())
+        B = x0.shape[0]
+        C = batch["c_codec"].shape[-1]
+        t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)
+        drop_s = (torch.rand(B, generator=generator) < self.cond_drop).to(device)
+        drop_c = (torch.rand(B, C, generator=generator) < self.cond_drop).to(device)
+        if self.target == "transfer":
+            noise = self.norm.encode_p(batch["source_p"].float())
+        else:
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+        ab = self.schedule.ab(t).to(device=device, dtype=x0.dtype)
+        x_t = self.schedule.q_sample(x0, t, noise)
+        cond = self.conditions(batch, drop_s, drop_c)
+        out = self.denoise(x_t, t, cond)
+        return diffusion_loss(out, x0, x_t, noise, ab, cond["mask"], self.prediction, self.recon_weight)
+
+    # sampling ---------------------------------------------------------------
+    @torch.inference_mode()
+    def sample(self, batch: dict, *, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0,
+               generator: torch.Generator | None = None, x_start: torch.Tensor | None = None,
+               strength: float | None = None, drop_c: torch.Tensor | None = None,
+               callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Sample raw p_codec for a batch of segments.
+
+        Parameters
+        ----------
+        batch : dict
+            ``s_codec``, ``c_codec``, ``mask`` (and ``source_p``/``source_c`` for transfer).
+        sampler : {"dpm++", "ddim", "ddpm"}
+        steps : int
+        guidance : float
+            Classifier-free guidance weight w (1 = conditional only).
+        generator : torch.Generator, optional
+        x_start : tensor, optional
+            Raw p_codec to start from (variation); noised to ``strength``.
+        strength : float, optional
+            Fraction of the schedule to noise ``x_start`` (DExter's sample_steps_frac).
+        drop_c : (B, C) bool tensor, optional
+            Controls to leave free (replaced by their nulls).
+        callback : callable, optional
+            ``callback(i, n, x0_hat)`` after each step.
+
+        Returns
+        -------
+        (B, N, 5) raw p_codec.
+        """
+        mask = batch["mask"]
+        B, N = mask.shape
+        cond = self.conditions(batch, drop_c=drop_c)
+        uncond = self.unconditional(cond) if guidance != 1.0 else None
+        shape = (B, N, self.model.config.p_dim)
+        t_start = None
+        if self.target == "transfer":
+            # the paper's transfer path: start from the source, no variance added
+            x = self.norm.encode_p(batch["source_p"].float())
+            if strength is not None:
+                t_start = max(0, min(self.schedule.T - 1, round(strength * self.schedule.T) - 1))
+            sampler = "ddim"
+        elif x_start is not None:
+            t_start = max(0, min(self.schedule.T - 1, round((strength or 0.5) * self.schedule.T) - 1))
+            x0 = self.norm.encode_p(x_start.float())
+            noise = torch.randn(shape, generator=generator)
+            x = self.schedule.q_sample(x0, torch.full((B,), t_start), noise)
+        else:
+            x = torch.randn(shape, generator=generator)
+        fn = get_sampler(sampler)
+        kwargs = {"eta": 0.0} if sampler == "ddim" else {}
+        z = fn(self.denoise, x, self.schedule, cond=cond, uncond=uncond, guidance=guidance,
+               prediction=self.prediction, steps=steps, t_start=t_start, generator=generator,
+               callback=callback, **kwargs)
+        z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5)
+        return self.norm.decode_p(z) * mask[..., None].float()
+
+
+def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Expression:
+    """An :class:`Expression` from a model config, codec statistics and task settings."""
+    model = Denoiser(model_cfg)
+    schedule = Schedule.linear(task.get("timesteps", 1000), task.get("beta_start", 1e-4), task.get("beta_end", 0.02))
+    return Expression(model, CodecNormalizer(stats, task.get("p_clip", 5.0)), schedule,
+                      target=task.get("target", "gen_noise"), prediction=task.get("prediction", "eps"),
+                      cond_drop=task.get("cond_drop", 0.1), recon_weight=task.get("recon_weight", 0.2))

@@ -1,0 +1,315 @@
+"""The training loop (HuggingFace Accelerate): one CPU, one GPU, or many GPUs/nodes.
+
+Readable by design (nanoGPT-style): a step-counting loop, ``get_lr(step)`` as
+a pure function, evaluation under ``torch.no_grad()``, progress only on the
+main process. Every random draw derives from (seed, step, rank) and the data
+order from (seed, epoch), so a resumed run continues exactly as if it had not
+stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import export_inference, load_training_state, save_training_state
+from .config import TrainConfig, save_config
+from .data.dataset import PairSet, SegmentSet
+from .data.store import CodecStore
+from .engine import Expression, build_expression
+from .errors import DexterError
+from .metrics import segment_curve_scores
+from .model import ModelConfig
+
+Progress = Callable[[int, int, dict], None]
+
+
+class TrainingInterrupted(DexterError):
+    """SIGTERM/SIGINT arrived: a resumable checkpoint was saved."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; "
+                         f"state saved, continue with --resume")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    best_valid: float
+    nonfinite_steps: int
+    seconds: float
+
+
+def get_lr(step: int, lr: float, warmup: int, max_steps: int, min_frac: float) -> float:
+    """Linear warmup, then cosine decay to ``min_frac * lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, max_steps - warmup)
+    return lr * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
+    """Global batch of item positions for ``step``: epochs of a seeded permutation."""
+    if n >= batch_size:
+        per_epoch = n // batch_size
+        epoch, pos = divmod(step, per_epoch)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        return perm[pos * batch_size:(pos + 1) * batch_size]
+    return np.random.default_rng([seed, step]).integers(0, n, size=batch_size)
+
+
+def step_generator(seed: int, step: int, rank: int, offset: int = 0) -> torch.Generator:
+    """The RNG of one step on one process (noise, t, condition dropout)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, rank, offset]).generate_state(1)[0]))
+
+
+def _datasets(cfg: TrainConfig, store: CodecStore):
+    if cfg.task.target == "transfer":
+        train, valid = PairSet(store, "train"), PairSet(store, "valid")
+    else:
+        train = SegmentSet(store, "train", synthetic=cfg.data.synthetic)
+        valid = SegmentSet(store, "valid", synthetic=False)
+    if len(train) == 0:
+        raise DexterError(f"the train split of {store.path} is empty" +
+                          (" of pairs (run `dexter pair`)" if cfg.task.target == "transfer" else ""))
+    return train, valid
+
+
+def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, **facts) -> dict:
+    """The small config stored beside the weights: all inference needs."""
+    meta = store.meta
+    return {"model": cfg.model.__dict__ if not hasattr(cfg.model, "to_dict") else cfg.model.to_dict(),
+            "task": cfg.task.__dict__.copy(),
+            "codec": {"version": meta["codec_version"], "max_note_seq": meta["max_note_seq"],
+                      "p_codec_names": meta["p_codec_names"], "s_codec_names": meta["s_codec_names"],
+                      "c_codec_names": meta["c_codec_names"], "stats": meta["stats"]},
+            "training": {"step": step, "data": str(store.path), "counts": meta["counts"],
+                         "pieces_train": len(meta.get("pieces", {}).get("train", [])), **facts}}
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None) -> TrainResult:
+    """Train (or resume training) as configured.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    resume : bool
+        Continue from ``<run_dir>/state``.
+    progress : callable, optional
+        ``progress(step, max_steps, metrics)`` on the main process.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DexterError
+        Bad store, config or checkpoint (before any work), too many non-finite losses.
+    TrainingInterrupted
+        After saving, when SIGTERM/SIGINT arrived.
+    """
+    from accelerate import Accelerator
+
+    t_start = time.perf_counter()
+    store = CodecStore(cfg.data.path)
+    meta = store.meta
+    cfg.model.p_dim, cfg.model.s_dim, cfg.model.c_dim = (len(meta["p_codec_names"]), len(meta["s_codec_names"]),
+                                                          len(meta["c_codec_names"]))
+    train_set, valid_set = _datasets(cfg, store)
+    run_dir = Path(cfg.run_dir)
+    state_dir = run_dir / "state"
+    state = None
+    if resume:
+        state = load_training_state(state_dir)
+        saved = state["config"]
+        if saved["model"] != cfg.model.to_dict():
+            raise DexterError(f"checkpoint in {state_dir} has another model config: {saved['model']}")
+        if saved["task"]["target"] != cfg.task.target:
+            raise DexterError(f"checkpoint in {state_dir} was trained for target {saved['task']['target']}")
+    elif state_dir.exists():
+        raise DexterError(f"{run_dir} already holds a training run: pass --resume, or choose another --run-dir")
+
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision if cuda else "no")
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    if cfg.optim.batch_size % (world * cfg.optim.grad_accum):
+        raise DexterError(f"optim.batch_size {cfg.optim.batch_size} must divide by processes x grad_accum "
+                          f"({world} x {cfg.optim.grad_accum})")
+
+    torch.manual_seed(cfg.seed)
+    expr = build_expression(cfg.model, meta["stats"], cfg.task.__dict__)
+    model = expr.model
+    if state is not None:
+        model.load_state_dict(state["model"])
+    ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    if state is not None:
+        ema = {k: v.float() for k, v in state["ema"].items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    expr.model = model
+    ema = {k: v.to(device) for k, v in ema.items()}
+    eval_model = copy.deepcopy(accelerator.unwrap_model(model)).eval()
+    eval_expr = Expression(eval_model, expr.norm, expr.schedule, target=expr.target, prediction=expr.prediction,
+                           cond_drop=0.0, recon_weight=expr.recon_weight)
+
+    step = int(state["step"]) if state is not None else 0
+    best = float(state.get("best_valid", float("inf"))) if state is not None else float("inf")
+    nonfinite_total = int(state.get("nonfinite_steps", 0)) if state is not None else 0
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    metrics_path = run_dir / "metrics.jsonl"
+
+    stop = {"signum": 0}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["signum"] = signum
+
+    for s in previous:
+        signal.signal(s, on_signal)
+
+    def log(record: dict) -> None:
+        if accelerator.is_main_process:
+            with open(metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def save_state() -> None:
+        if accelerator.is_main_process:
+            save_training_state(state_dir, model=accelerator.unwrap_model(model).state_dict(), ema=ema,
+                                optimizer=optimizer.state_dict(), step=step, config=cfg.to_dict(),
+                                extra={"best_valid": best, "nonfinite_steps": nonfinite_total})
+            export_inference(run_dir / "checkpoints" / "last", ema, checkpoint_config(cfg, store, step))
+        accelerator.wait_for_everyone()
+
+    def evaluate() -> dict:
+        eval_model.load_state_dict(ema)
+        out: dict = {}
+        if len(valid_set) == 0:
+            return out
+        losses = []
+        with torch.no_grad():
+            for b in range(cfg.eval.valid_batches):
+                items = np.arange(b * cfg.optim.batch_size, (b + 1) * cfg.optim.batch_size) % len(valid_set)
+                if b * cfg.optim.batch_size >= len(valid_set) and b > 0:
+                    break
+                gen = step_generator(cfg.seed, b, 0, offset=1)  # the same noise at every evaluation
+                losses.append(eval_expr.loss(valid_set.batch(items), gen, device)["loss"].item())
+        out["valid_loss"] = float(np.mean(losses))
+        k = min(cfg.eval.sample_segments, len(valid_set))
+        if k:
+            batch = valid_set.batch(np.arange(k))
+            pred = eval_expr.sample({kk: v.to(device) for kk, v in batch.items()}, sampler=cfg.eval.sampler,
+                                    steps=cfg.eval.steps, generator=step_generator(cfg.seed, 0, 0, offset=2))
+            scores = segment_curve_scores(pred.cpu().numpy(), batch["p_codec"].numpy(), batch["mask"].numpy())
+            out.update({f"valid_{k2}": v for k2, v in scores.items()})
+        return out
+
+    n_train = len(train_set)
+    per_rank = cfg.optim.batch_size // world
+    micro = per_rank // cfg.optim.grad_accum
+    consecutive_bad = 0
+    t_last, steps_since = time.perf_counter(), 0
+    model.train()
+    try:
+        while step < cfg.optim.max_steps:
+            lr = get_lr(step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.max_steps, cfg.optim.min_lr_frac)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = batch_indices(step, n_train, cfg.optim.batch_size, cfg.seed)[rank * per_rank:(rank + 1) * per_rank]
+            gen = step_generator(cfg.seed, step, rank)
+            total, parts, bad = 0.0, [], False
+            for m in range(cfg.optim.grad_accum):
+                batch = train_set.batch(idx[m * micro:(m + 1) * micro])
+                with accelerator.autocast():
+                    out = expr.loss(batch, gen, device)
+                parts.append(out)
+                finite = torch.tensor(float(torch.isfinite(out["loss"]).item()), device=device)
+                if accelerator.reduce(finite, "min").item() < 1:
+                    bad = True  # non-finite on some process: every process skips this step
+                    break
+                ctx = accelerator.no_sync(model) if m + 1 < cfg.optim.grad_accum else _null()
+                with ctx:
+                    accelerator.backward(out["loss"] / cfg.optim.grad_accum)
+                total += out["loss"].item() / cfg.optim.grad_accum
+            if bad:
+                optimizer.zero_grad(set_to_none=True)
+                nonfinite_total += 1
+                consecutive_bad += 1
+                log({"step": step, "nonfinite_loss": True})
+                if consecutive_bad >= cfg.optim.max_nonfinite:
+                    raise DexterError(f"{consecutive_bad} non-finite losses in a row at step {step}: "
+                                      "lower optim.lr or check the data")
+                step += 1
+                continue
+            consecutive_bad = 0
+            if cfg.optim.clip_grad > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():  # EMA of the weights
+                d = cfg.optim.ema_decay
+                for k, v in accelerator.unwrap_model(model).state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                    else:
+                        ema[k].copy_(v)
+            step += 1
+            steps_since += 1
+            if step % cfg.eval.log_every == 0 or step == cfg.optim.max_steps:
+                loss_t = accelerator.reduce(torch.tensor(total, device=device), "mean").item()
+                now = time.perf_counter()
+                rate = steps_since / max(now - t_last, 1e-9)
+                t_last, steps_since = now, 0
+                record = {"step": step, "loss": loss_t, "lr": lr, "it_s": rate,
+                          "segments_s": rate * cfg.optim.batch_size,
+                          **{k: v.item() for k, v in parts[-1].items() if k in ("diffusion", "recon")}}
+                log(record)
+                if progress and accelerator.is_main_process:
+                    progress(step, cfg.optim.max_steps, record)
+            if step % cfg.eval.every == 0 or step == cfg.optim.max_steps:
+                if accelerator.is_main_process:
+                    ev = evaluate()
+                    log({"step": step, **ev})
+                    if ev.get("valid_loss", float("inf")) < best:
+                        best = ev["valid_loss"]
+                        export_inference(run_dir / "checkpoints" / "best", ema,
+                                         checkpoint_config(cfg, store, step, valid_loss=best))
+                    if progress:
+                        progress(step, cfg.optim.max_steps, {"step": step, **ev})
+                model.train()
+                accelerator.wait_for_everyone()
+            if step % cfg.eval.checkpoint_every == 0:
+                save_state()
+            if stop["signum"]:
+                save_state()
+                raise TrainingInterrupted(step, stop["signum"])
+        save_state()
+        if accelerator.is_main_process and not (run_dir / "checkpoints" / "best").exists():
+            export_inference(run_dir / "checkpoints" / "best", ema, checkpoint_config(cfg, store, step))
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return TrainResult(run_dir, step, best, nonfinite_total, time.perf_counter() - t_start)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

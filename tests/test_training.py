@@ -1,0 +1,192 @@
+"""Training: CFG nulls, checkpoints, resume, transfer, bad input, overfitting real segments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dexter_cli.checkpoint import export_inference, load_inference
+from dexter_cli.config import load_config
+from dexter_cli.data import CodecStore, pair_store, run_codec
+from dexter_cli.engine import build_expression
+from dexter_cli.errors import DexterError
+from dexter_cli.model import Denoiser, ModelConfig
+from dexter_cli.train import TrainingInterrupted, train
+
+from .synth import make_asap_tree
+
+TINY = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
+        "model.attention_every=0", "model.step_embed_dim=16"]
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory) -> Path:
+    root = make_asap_tree(tmp_path_factory.mktemp("asap"), {"A/B/1": 3, "A/B/2": 2}, n_notes=40)
+    out = tmp_path_factory.mktemp("store") / "codec"
+    run_codec(out, datasets_root=None, roots={"asap": root}, max_note_seq=16, mixup=True, fractions=(0.6, 0.4, 0.0))
+    st = CodecStore(out)
+    assert len(st.split_indices("train")) and len(st.split_indices("valid"))
+    pair_store(out, k=None, seed=0)
+    return out
+
+
+def cfg_for(store_path: Path, run_dir: Path, *extra: str):
+    return load_config(None, TINY + [f"data.path={store_path}", f"run_dir={run_dir}", "optim.batch_size=4",
+                                     "optim.max_steps=12", "optim.warmup_steps=3", "eval.every=6",
+                                     "eval.checkpoint_every=100", "eval.log_every=3", "eval.steps=3",
+                                     "eval.sample_segments=2", "eval.valid_batches=1", *extra])
+
+
+def test_dropped_conditions_use_the_learned_nulls():
+    torch.manual_seed(0)
+    cfg = ModelConfig(p_dim=5, s_dim=6, c_dim=4, residual_channels=8, residual_layers=2, dilation_cycle=2)
+    m = Denoiser(cfg)
+    torch.nn.init.normal_(m.out.weight)  # the output layer starts at zero
+    x, t = torch.randn(2, 10, 5), torch.tensor([3, 500])
+    s, c, mask = torch.randn(2, 10, 6), torch.randn(2, 10, 4), torch.ones(2, 10)
+    ds, dc = torch.tensor([True, True]), torch.zeros(2, 4, dtype=torch.bool)
+    dc[:, 1] = True
+    a = m(x, t, s, c, mask, ds, dc)
+    c2 = c.clone()
+    c2[..., 1] += 5.0
+    b = m(x, t, torch.randn(2, 10, 6), c2, mask, ds, dc)
+    assert torch.allclose(a, b, atol=1e-6)  # dropped score and control 1: their values do not matter
+    c3 = c.clone()
+    c3[..., 0] += 5.0
+    assert not torch.allclose(a, m(x, t, s, c3, mask, ds, dc))  # control 0 is given: it matters
+    # the nulls are parameters that training updates
+    names = dict(m.named_parameters())
+    assert "null_s" in names and "null_c" in names
+
+
+def test_cond_drop_one_makes_the_loss_ignore_conditions(store_path):
+    st = CodecStore(store_path)
+    expr = build_expression(ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=8, residual_layers=2,
+                                        dilation_cycle=2), st.meta["stats"], {"cond_drop": 1.0})
+    torch.nn.init.normal_(expr.model.out.weight)
+    from dexter_cli.data.dataset import SegmentSet
+    batch = SegmentSet(st, "train").batch(np.arange(4))
+    a = expr.loss(batch, torch.Generator().manual_seed(1))["loss"]
+    batch2 = {**batch, "s_codec": batch["s_codec"] + 3, "c_codec": batch["c_codec"] * 2}
+    b = expr.loss(batch2, torch.Generator().manual_seed(1))["loss"]
+    assert torch.allclose(a, b)
+
+
+def test_checkpoint_round_trips_bit_exactly(tmp_path):
+    torch.manual_seed(0)
+    cfg = ModelConfig(residual_channels=8, residual_layers=2, dilation_cycle=2)
+    m = Denoiser(cfg)
+    export_inference(tmp_path / "ck", m.state_dict(), {"model": cfg.to_dict(), "codec": {}})
+    state, config = load_inference(tmp_path / "ck")
+    for k, v in m.state_dict().items():
+        assert torch.equal(state[k], v), k
+    m2 = Denoiser(ModelConfig.from_dict(config["model"]))
+    m2.load_state_dict(state)
+    assert config["sha256"] and json.loads((tmp_path / "ck" / "config.json").read_text())["sha256"] == config["sha256"]
+
+
+def test_damaged_or_altered_checkpoints_are_refused(tmp_path):
+    cfg = ModelConfig(residual_channels=8, residual_layers=2, dilation_cycle=2)
+    export_inference(tmp_path / "ck", Denoiser(cfg).state_dict(), {"model": cfg.to_dict()})
+    f = tmp_path / "ck" / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DexterError, match="damaged"):
+        load_inference(tmp_path / "ck")
+    f.write_bytes(data[:-4] + bytes(4))  # flip the last weights' bytes
+    with pytest.raises(DexterError, match="checksum"):
+        load_inference(tmp_path / "ck")
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(store_path, tmp_path):
+    full = cfg_for(store_path, tmp_path / "full")
+    train(full)
+    part = cfg_for(store_path, tmp_path / "part")
+
+    def interrupt(step, total, rec):
+        if step == 6 and "loss" in rec:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted) as exc:
+        train(part, progress=interrupt)
+    assert exc.value.step == 6
+    train(cfg_for(store_path, tmp_path / "part"), resume=True)
+    a, _ = load_inference(tmp_path / "full" / "checkpoints" / "last")
+    b, _ = load_inference(tmp_path / "part" / "checkpoints" / "last")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    from safetensors.torch import load_file
+    ma, mb = load_file(str(tmp_path / "full/state/model.safetensors")), load_file(str(tmp_path / "part/state/model.safetensors"))
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_transfer_target_trains_on_pairs(store_path, tmp_path):
+    res = train(cfg_for(store_path, tmp_path / "tr", "task.target=transfer", "optim.max_steps=4"))
+    assert res.step == 4
+    _, config = load_inference(tmp_path / "tr" / "checkpoints" / "last")
+    assert config["task"]["target"] == "transfer"
+    # the source performance is the starting point: with no steps of denoising left it is returned
+    from dexter_cli.data.dataset import PairSet
+    st = CodecStore(store_path)
+    pairs = PairSet(st, "train")
+    assert len(pairs) > 0
+    batch = pairs.batch(np.arange(2))
+    assert not torch.equal(batch["source_p"], batch["p_codec"])
+
+
+def test_bad_input_fails_before_any_work(store_path, tmp_path):
+    with pytest.raises(DexterError, match="no codec store"):
+        train(cfg_for(tmp_path / "nope", tmp_path / "r"))
+    bad = tmp_path / "old"
+    bad.mkdir()
+    for f in Path(store_path).iterdir():
+        if f.is_file():
+            (bad / f.name).write_bytes(f.read_bytes())
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["codec_version"] = 0
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DexterError, match="codec version"):
+        train(cfg_for(bad, tmp_path / "r"))
+    (bad / "pairs.npy").unlink()
+    meta["codec_version"] = 1
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DexterError, match="dexter pair"):
+        train(cfg_for(bad, tmp_path / "r", "task.target=transfer"))
+    with pytest.raises(DexterError, match="unknown config key"):
+        cfg_for(store_path, tmp_path / "r", "model.layers=3")
+    with pytest.raises(DexterError, match="must be an integer"):
+        cfg_for(store_path, tmp_path / "r", "optim.max_steps=many")
+    train(cfg_for(store_path, tmp_path / "r2", "optim.max_steps=3"))
+    with pytest.raises(DexterError, match="another model config"):
+        train(cfg_for(store_path, tmp_path / "r2", "model.residual_channels=8"), resume=True)
+    with pytest.raises(DexterError, match="already holds a training run"):
+        train(cfg_for(store_path, tmp_path / "r2"))
+
+
+def test_empty_train_split_is_refused(tmp_path):
+    root = make_asap_tree(tmp_path / "asap", {"X/Y/1": 1}, n_notes=20)
+    run_codec(tmp_path / "s", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(0.0, 0.0, 1.0))
+    with pytest.raises(DexterError, match="train split .* is empty"):
+        train(cfg_for(tmp_path / "s", tmp_path / "r"))
+
+
+@pytest.mark.slow
+def test_two_process_cpu_launch(store_path, tmp_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "dexter_cli", "train", "-q", *TINY, f"data.path={store_path}", f"run_dir={tmp_path / 'ddp'}",
+           "optim.batch_size=4", "optim.max_steps=4", "eval.every=4", "eval.log_every=2", "eval.steps=2",
+           "eval.sample_segments=1", "eval.valid_batches=1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if "loss" in r] == [2, 4]  # one writer: the main process
+    load_inference(tmp_path / "ddp" / "checkpoints" / "last")
