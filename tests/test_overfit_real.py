@@ -33,4 +33,5 @@ def test_tiny_model_overfits_real_segments(shared_datasets, tmp_path):
         loss.backward()
         opt.step()
     after = fixed_loss()
-    assert after < before / 4, (before, after)  # seen: about 10x
+    print(f"fixed-batch loss {before:.4f} -> {after:.4f} ({before / after:.1f}x)")
+    assert after < before / 4, (before, after)
