@@ -162,3 +162,46 @@ def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Express
     return Expression(model, CodecNormalizer(stats, task.get("p_clip", 5.0)), schedule,
                       target=task.get("target", "gen_noise"), prediction=task.get("prediction", "eps"),
                       cond_drop=task.get("cond_drop", 0.1), recon_weight=task.get("recon_weight", 0.2))
+
+
+DEFAULT_CHECKPOINT = __import__("pathlib").Path(__file__).parent / "assets" / "default"
+
+
+def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
+    """Load an inference checkpoint (the bundled default model when ``checkpoint`` is None).
+
+    Returns
+    -------
+    expression : Expression
+        In eval mode.
+    config : dict
+        The checkpoint's config (model, task, codec, training facts).
+
+    Raises
+    ------
+    DexterError
+        No such checkpoint, a damaged one, or one that does not fit this codec.
+    """
+    from pathlib import Path
+
+    from .checkpoint import load_inference
+    from .data.codec import C_CODEC_NAMES, P_CODEC_NAMES
+    from .data.scores import S_CODEC_NAMES
+    from .errors import DexterError
+
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if checkpoint is None and not (path / "model.safetensors").is_file():
+        raise DexterError("no bundled default model in this installation: pass --checkpoint <run>/checkpoints/best")
+    state, config = load_inference(path)
+    codec = config.get("codec", {})
+    for key, names in (("p_codec_names", P_CODEC_NAMES), ("s_codec_names", S_CODEC_NAMES), ("c_codec_names", C_CODEC_NAMES)):
+        if list(codec.get(key, [])) != list(names):
+            raise DexterError(f"checkpoint {path} was trained on another codec ({key} differ): retrain or use a matching dexter")
+    try:
+        model_cfg = ModelConfig.from_dict(config["model"])
+        expr = build_expression(model_cfg, codec["stats"], config.get("task", {}))
+        expr.model.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise DexterError(f"checkpoint {path} does not fit its config: {str(exc).splitlines()[0]}") from exc
+    expr.model.eval()
+    return expr, config

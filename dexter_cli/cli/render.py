@@ -1,16 +1,82 @@
-"""``dexter render``: not built yet (issue #4)."""
+"""``dexter render``: a score in, an expressive performance (MIDI) out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
-from ..errors import DexterError
+from ._common import console, console_err, stage_progress
 
 
-def render(ctx: typer.Context) -> None:
-    """Render an expressive performance (MIDI) of a score. (not available yet: issue #4)."""
-    raise DexterError("`dexter render` is not available yet in this version (tracked in issue #4)")
+def render(
+    score: Optional[Path] = typer.Argument(None, help="Score file: MusicXML/MXL, MEI, kern or a quantised MIDI."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output MIDI [default: <score>.performance.mid]."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: the bundled model]."),
+    sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm (ddpm: all T steps, the paper's)."),
+    steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
+    guidance: float = typer.Option(1.0, "--guidance", "-w", help="Classifier-free guidance weight (1 = conditional)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
+    control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
+    as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded)."),
+    save_codec: Optional[Path] = typer.Option(None, "--save-codec", help="Also write the predicted p_codec (.npz or .csv)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG of the tempo and velocity curves."),
+    list_controls: bool = typer.Option(False, "--list-controls", help="List the controls and exit."),
+    info: bool = typer.Option(False, "--info", help="Describe the model and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Render an expressive performance of a score.
+
+    Example: [bold]dexter render score.musicxml -o out.mid --control loudness=+1 --plot curves.png[/]
+    """
+    import time
+
+    from ..errors import DexterError
+
+    if list_controls or info:
+        _describe(checkpoint, list_controls)
+        return
+    if score is None:
+        raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
+    from ..render import render_score
+
+    out = out or score.with_suffix(".performance.mid")
+    t0 = time.perf_counter()
+    with stage_progress(quiet) as progress:
+        res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
+                           seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written,
+                           save_codec=save_codec, plot=plot, progress=progress)
+    if not quiet:
+        t = res.timings
+        console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
+                      f"in {time.perf_counter() - t0:.1f} s (parse {t['parse']:.1f}, sample {t['sample']:.1f}, "
+                      f"write {t['write']:.1f})", highlight=False)
+
+
+def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
+    from rich.table import Table
+
+    from ..data.codec import C_DESCRIPTIONS
+    from ..engine import load_expression
+
+    expr, config = load_expression(checkpoint)
+    tr = config.get("training", {})
+    if not list_controls:
+        console.print(f"model: {config['model']}", highlight=False)
+        console.print(f"target {config['task'].get('target')}, trained {tr.get('step')} steps on {tr.get('data')} "
+                      f"({tr.get('counts', {}).get('performances', '?')} performances)", highlight=False)
+        return
+    stats = config["codec"]["stats"]
+    table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")
+    for col in ("name", "meaning", "train mean", "train std", "train range"):
+        table.add_column(col)
+    for j, name in enumerate(config["codec"]["c_codec_names"]):
+        table.add_row(name, C_DESCRIPTIONS.get(name, ""), f"{stats['c_mean'][j]:.3g}", f"{stats['c_std'][j]:.3g}",
+                      f"{stats['c_min'][j]:.3g} .. {stats['c_max'][j]:.3g}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("render", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(render)
+    app.command("render")(render)

@@ -65,6 +65,9 @@ _ARTICULATIONS: dict[str, tuple[str, ...]] = {
 # note_array columns: onset/duration in beats, voice, staff, meter
 _NA_COLUMNS = ("onset_beat", "duration_beat", "voice", "staff", "ts_beats", "ts_beat_type", "is_downbeat")
 
+_FEATURE_FUNCTIONS: tuple[str, ...] = tuple(sorted({src.split(".")[0] for src in (
+    *_PT_COLUMNS.values(), *(x for srcs in _ARTICULATIONS.values() for x in srcs))}))
+
 S_CODEC_NAMES: tuple[str, ...] = (
     *_NA_COLUMNS, "ioi_beat", *_PT_COLUMNS.keys(), *_ARTICULATIONS.keys()
 )
@@ -180,11 +183,22 @@ def score_features(score: LoadedScore) -> np.ndarray:
     ndarray, shape (n_notes, len(S_CODEC_NAMES)), float32
     """
     na = score.note_array
-    with quiet():
-        feats, names = pt.musicanalysis.make_note_feats(
-            score.part, "all", include_empty_features=True, force_fixed_size=True)
+    # one partitura feature function at a time: one that fails on an odd score (NaN
+    # beat phase without a time signature, say) leaves its columns at 0, not the score unread
+    blocks, names = [], []
+    for group in (list(_FEATURE_FUNCTIONS), *([fn] for fn in _FEATURE_FUNCTIONS)):
+        try:
+            with quiet():
+                f, n = pt.musicanalysis.make_note_feats(score.part, group, include_empty_features=True,
+                                                        force_fixed_size=True)
+        except Exception:
+            continue
+        blocks.append(np.asarray(f, dtype=np.float64))
+        names += list(n)
+        if len(group) > 1:  # all at once worked (the common case)
+            break
     # make_note_feats rows follow part.notes_tied, the same order as note_array
-    feats = np.asarray(feats, dtype=np.float64)[score.order]
+    feats = np.concatenate(blocks, axis=1)[score.order] if blocks else np.zeros((len(na), 0))
     col = {n: i for i, n in enumerate(names)}
     out = np.zeros((len(na), len(S_CODEC_NAMES)), dtype=np.float64)
     j = 0
@@ -209,3 +223,17 @@ def score_features(score: LoadedScore) -> np.ndarray:
         j += 1
     out[~np.isfinite(out)] = 0.0
     return out.astype(np.float32)
+
+
+def score_markings(score: LoadedScore) -> list[tuple[float, str]]:
+    """Dynamics and tempo markings of a score as (onset in beats, text), for plots."""
+    out = []
+    try:
+        with quiet():
+            part = score.part
+            for d in part.iter_all(pt.score.Direction):
+                text = getattr(d, "text", None) or type(d).__name__
+                out.append((float(part.beat_map(d.start.t)), str(text)))
+    except Exception:  # markings only decorate a plot; a score without them is fine
+        return []
+    return sorted(out)

@@ -1,0 +1,79 @@
+"""Decode a p_codec into a performance and write it as MIDI.
+
+Times come from partitura's ``decode_time`` (beat_period, timing,
+articulation_log per score note); velocity is MIDI/127; the pedal row becomes
+sustain CC64 events at the performed onsets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DexterError
+from ..fileio import atomic_path
+from ._partitura import pt, quiet
+from .scores import LoadedScore
+
+MIN_DURATION_S = 0.02  # grace notes have no notated duration; every MIDI note gets at least this
+
+
+def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
+    """A partitura PerformedPart playing every score note once.
+
+    Parameters
+    ----------
+    score : LoadedScore
+        Canonical note order (onset, then pitch).
+    p_codec : ndarray, shape (n, 5)
+        beat_period, velocity, timing, articulation_log, pedal per score note.
+
+    Returns
+    -------
+    partitura PerformedPart
+        Notes carry the score note ids; velocities 1..127, positive durations,
+        onsets >= 0; CC64 events from the pedal row.
+    """
+    from partitura.musicanalysis.performance_codec import decode_time
+
+    p = np.asarray(p_codec, dtype=np.float64)
+    if p.shape != (len(score), 5):
+        raise DexterError(f"p_codec has shape {p.shape}, the score has {len(score)} notes")
+    p = np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0)
+    p[:, 0] = np.clip(p[:, 0], 1e-3, 60.0)  # seconds per beat
+    p[:, 2] = np.clip(p[:, 2], -5.0, 5.0)
+    p[:, 3] = np.clip(p[:, 3], -10.0, 10.0)
+    na = score.note_array
+    params = np.zeros(len(p), dtype=[("beat_period", "f4"), ("timing", "f4"), ("articulation_log", "f4")])
+    params["beat_period"], params["timing"], params["articulation_log"] = p[:, 0], p[:, 2], p[:, 3]
+    with quiet():
+        od = decode_time(score_onsets=na["onset_beat"].astype(float), score_durations=na["duration_beat"].astype(float),
+                         parameters=params)
+    onsets = od[:, 0] - min(0.0, od[:, 0].min())
+    durations = np.maximum(od[:, 1], MIN_DURATION_S)
+    velocity = np.clip(np.round(p[:, 1] * 127), 1, 127).astype(int)
+    notes = [{"id": str(nid), "midi_pitch": int(np.clip(pitch, 0, 127)), "note_on": float(on),
+              "note_off": float(on + d), "sound_off": float(on + d), "velocity": int(v), "track": 0, "channel": 0}
+             for nid, pitch, on, d, v in zip(score.note_ids, na["pitch"], onsets, durations, velocity)]
+    controls = pedal_events(onsets, p[:, 4])
+    return pt.performance.PerformedPart(notes, controls=controls)
+
+
+def pedal_events(onsets: np.ndarray, pedal: np.ndarray) -> list[dict]:
+    """Sustain CC64 events: the pedal value of each onset group, when it changes."""
+    order = np.argsort(onsets, kind="stable")
+    events, last = [], None
+    for i in order:
+        v = int(np.clip(round(float(pedal[i]) * 127), 0, 127))
+        if v != last:
+            events.append({"number": 64, "time": float(onsets[i]), "value": v, "track": 0, "channel": 0})
+            last = v
+    return events
+
+
+def save_midi(performed_part: object, path: Path) -> None:
+    """Write a PerformedPart as a standard MIDI file, atomically."""
+    with atomic_path(path, suffix=".mid") as tmp:
+        with quiet():
+            pt.save_performance_midi(performed_part, str(tmp))

@@ -1,0 +1,85 @@
+"""Whole sequences from a fixed-length denoiser: overlapping windows reconciled at every step.
+
+MultiDiffusion (Bar-Tal et al., 2023): the sequence is cut into overlapping
+windows, all windows go through the denoiser as one batch, and the outputs are
+averaged where windows overlap (weighted so that each window counts least at
+its edges). Wrapped this way, a sequence-level denoiser is an ordinary
+denoiser callable, so every sampler runs on whole pieces unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]
+
+
+def window_starts(n: int, window: int, stride: int) -> list[int]:
+    """Start positions covering ``n`` items with windows of ``window`` at ``stride``."""
+    if n <= window:
+        return [0]
+    starts = list(range(0, n - window + 1, stride))
+    if starts[-1] + window < n:
+        starts.append(n - window)
+    return starts
+
+
+def window_weights(window: int, overlap: int) -> torch.Tensor:
+    """Linear ramps over ``overlap`` items at both ends (never 0), flat 1 in the middle."""
+    w = torch.ones(window, dtype=torch.float64)
+    if overlap > 0:
+        ramp = (torch.arange(overlap, dtype=torch.float64) + 1) / (overlap + 1)
+        w[:overlap] = ramp
+        w[window - overlap:] = torch.minimum(w[window - overlap:], ramp.flip(0))
+    return w
+
+
+class WindowedDenoiser:
+    """A denoiser over sequences of any length built from one of fixed ``window`` length.
+
+    Parameters
+    ----------
+    denoiser : callable
+        ``denoiser(x, t, cond)`` over (B, window, D) with per-note cond entries (B, window, ...).
+    n : int
+        Sequence length.
+    window : int
+        The denoiser's segment length.
+    stride : int
+        Distance between window starts (``window // 2``: every item in two windows).
+    seq_keys : tuple of str
+        Entries of ``cond`` that are per item (windowed); the others are per sequence (repeated).
+    """
+
+    def __init__(self, denoiser: Denoiser, n: int, window: int, stride: int, seq_keys: tuple[str, ...]):
+        self.denoiser, self.n, self.window = denoiser, n, window
+        self.seq_keys = seq_keys
+        self.starts = window_starts(n, window, stride)
+        self.width = min(window, n)
+        w = window_weights(self.width, max(0, self.width - stride) if len(self.starts) > 1 else 0)
+        total = torch.zeros(n, dtype=torch.float64)
+        for s in self.starts:
+            total[s:s + self.width] += w
+        self.weights = w
+        self.norm = total
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n, ...) -> (B * W, width, ...), windows of each sequence consecutive."""
+        return torch.stack([x[:, s:s + self.width] for s in self.starts], dim=1).flatten(0, 1)
+
+    def merge(self, y: torch.Tensor, B: int) -> torch.Tensor:
+        """(B * W, width, D) -> (B, n, D), weighted average over overlaps."""
+        y = y.reshape(B, len(self.starts), self.width, *y.shape[2:])
+        out = torch.zeros(B, self.n, *y.shape[3:], dtype=y.dtype, device=y.device)
+        w = self.weights.to(y.dtype).to(y.device).reshape(1, -1, *([1] * (y.dim() - 3)))
+        for k, s in enumerate(self.starts):
+            out[:, s:s + self.width] += w * y[:, k]
+        return out / self.norm.to(y.dtype).to(y.device).reshape(1, -1, *([1] * (y.dim() - 3)))
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        B, W = x.shape[0], len(self.starts)
+        wcond = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0)) for k, v in cond.items()}
+        out = self.denoiser(self.split(x), t.repeat_interleave(W), wcond)
+        return self.merge(out, B)
