@@ -52,12 +52,34 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
                          parameters=params)
     onsets = od[:, 0] - min(0.0, od[:, 0].min())
     durations = np.maximum(od[:, 1], MIN_DURATION_S)
+    onsets, durations = separate_repeated_keys(onsets, durations, na["pitch"])
     velocity = np.clip(np.round(p[:, 1] * 127), 1, 127).astype(int)
     notes = [{"id": str(nid), "midi_pitch": int(np.clip(pitch, 0, 127)), "note_on": float(on),
               "note_off": float(on + d), "sound_off": float(on + d), "velocity": int(v), "track": 0, "channel": 0}
              for nid, pitch, on, d, v in zip(score.note_ids, na["pitch"], onsets, durations, velocity)]
     controls = pedal_events(onsets, p[:, 4])
     return pt.performance.PerformedPart(notes, controls=controls)
+
+
+def separate_repeated_keys(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray,
+                           gap: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
+    """Make every note of a key end before that key is struck again (as on a piano).
+
+    MIDI cannot hold two overlapping notes of one pitch: a reader would pair the
+    note-offs wrongly or merge them. A note is cut ``gap`` before the next onset of
+    its pitch; a unison struck twice at once is spread by ``2 * gap``.
+    """
+    onsets, durations = onsets.astype(np.float64).copy(), durations.astype(np.float64).copy()
+    for pitch in np.unique(pitches):
+        idx = np.flatnonzero(pitches == pitch)
+        if len(idx) < 2:
+            continue
+        idx = idx[np.argsort(onsets[idx], kind="stable")]
+        for a, b in zip(idx[:-1], idx[1:]):
+            if onsets[b] < onsets[a] + 2 * gap:
+                onsets[b] = onsets[a] + 2 * gap
+            durations[a] = max(gap, min(durations[a], onsets[b] - onsets[a] - gap))
+    return onsets, durations
 
 
 def pedal_events(onsets: np.ndarray, pedal: np.ndarray) -> list[dict]:

@@ -1,0 +1,131 @@
+"""`dexter render` with a checkpoint trained in the test on data built in code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from dexter_cli.config import load_config
+from dexter_cli.data import run_codec
+from dexter_cli.diffusion.windows import WindowedDenoiser, window_starts
+from dexter_cli.errors import DexterError
+from dexter_cli.render import render_score
+from dexter_cli.train import train
+
+from .synth import make_asap_tree, make_score
+
+TINY = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
+        "model.attention_every=0", "model.step_embed_dim=16"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("ck")
+    root = make_asap_tree(base / "asap", {"A/B/1": 2, "A/B/2": 2}, n_notes=40)
+    run_codec(base / "store", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    train(load_config(None, TINY + [f"data.path={base / 'store'}", f"run_dir={base / 'run'}", "optim.batch_size=4",
+                                    "optim.max_steps=30", "eval.every=1000", "eval.log_every=10"]))
+    return base / "run" / "checkpoints" / "last"
+
+
+@pytest.fixture(scope="module")
+def score(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("score") / "piece with spaces é.musicxml"
+    make_score(path, n_notes=70)
+    return path
+
+
+def read_midi(path: Path) -> list[tuple[int, int, float, float]]:
+    mid = mido.MidiFile(str(path))
+    t, on, notes = 0.0, {}, []
+    for msg in mido.merge_tracks(mid.tracks):
+        t += mido.tick2second(msg.time, mid.ticks_per_beat, 500000)
+        if msg.type == "note_on" and msg.velocity > 0:
+            on[(msg.note, msg.channel)] = (t, msg.velocity)
+        elif msg.type in ("note_off", "note_on"):
+            start, vel = on.pop((msg.note, msg.channel))
+            notes.append((msg.note, vel, start, t))
+    return notes
+
+
+def test_render_writes_a_valid_midi_with_every_note_once(checkpoint, score, tmp_path):
+    out = tmp_path / "out.mid"
+    res = render_score(score, out, checkpoint=checkpoint, steps=8, seed=1)
+    notes = read_midi(out)
+    assert len(notes) == res.n_notes == 70
+    assert all(1 <= v <= 127 for _, v, _, _ in notes)
+    assert all(end > start >= 0 for _, _, start, end in notes)
+    import partitura as pt
+    assert len(pt.load_performance_midi(str(out)).note_array()) == 70
+    assert sorted(p for p, *_ in notes) == sorted(int(x) for x in pt.load_score(str(score)).note_array()["pitch"])
+
+
+def test_same_seed_same_output_other_seed_other_output(checkpoint, score, tmp_path):
+    a = render_score(score, tmp_path / "a.mid", checkpoint=checkpoint, steps=6, seed=3)
+    b = render_score(score, tmp_path / "b.mid", checkpoint=checkpoint, steps=6, seed=3)
+    c = render_score(score, tmp_path / "c.mid", checkpoint=checkpoint, steps=6, seed=4)
+    assert (tmp_path / "a.mid").read_bytes() == (tmp_path / "b.mid").read_bytes()
+    assert np.array_equal(a.p_codec, b.p_codec) and not np.array_equal(a.p_codec, c.p_codec)
+
+
+def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
+    res = render_score(score, tmp_path / "o.mid", checkpoint=checkpoint, steps=4, num_samples=3,
+                       save_codec=tmp_path / "c.npz", plot=tmp_path / "p.png", controls=["loudness=1"])
+    assert [p.name for p in res.outputs] == ["o_1.mid", "o_2.mid", "o_3.mid"]
+    assert all(p.is_file() for p in res.outputs)
+    z = np.load(tmp_path / "c.npz")
+    assert z["p_codec"].shape == (3, 70, 5) and len(z["note_ids"]) == 70
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    render_score(score, tmp_path / "o.mid", checkpoint=checkpoint, steps=2, save_codec=tmp_path / "c.csv")
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("sample,note_id,beat_period")
+
+
+def test_windows_cover_the_sequence_and_merge_is_an_average():
+    assert window_starts(10, 16, 8) == [0]
+    assert window_starts(40, 16, 8) == [0, 8, 16, 24]
+    assert window_starts(41, 16, 8) == [0, 8, 16, 24, 25]
+    import torch
+    wd = WindowedDenoiser(lambda x, t, c: x * 0 + 3.0, n=41, window=16, stride=8, seq_keys=("s",))
+    out = wd(torch.zeros(2, 41, 5), torch.tensor([1, 1]), {"s": torch.zeros(2, 41, 4), "drop": torch.zeros(2)})
+    assert torch.allclose(out, torch.full_like(out, 3.0))
+    ident = WindowedDenoiser(lambda x, t, c: x, n=41, window=16, stride=8, seq_keys=())
+    x = torch.randn(1, 41, 5)
+    assert torch.allclose(ident(x, torch.tensor([0]), {}), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--control", "loudnes=1"], "unknown control"),
+    (["--control", "loudness=abc"], "not a number"),
+    (["--control", "loudness=nan"], "finite value"),
+    (["--steps", "0"], "--steps"),
+    (["--sampler", "euler"], "unknown sampler"),
+])
+def test_bad_render_arguments(checkpoint, score, tmp_path, args, needle):
+    out = tmp_path / "x.mid"
+    r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", str(score), "-o", str(out),
+                        "--checkpoint", str(checkpoint), "-q", *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_bad_render_inputs(checkpoint, tmp_path):
+    with pytest.raises(DexterError, match="score not found"):
+        render_score(tmp_path / "missing.musicxml", tmp_path / "o.mid", checkpoint=checkpoint)
+    bad = tmp_path / "bad.musicxml"
+    bad.write_text("<score-partwise><part-list>")
+    with pytest.raises(DexterError, match="cannot read score"):
+        render_score(bad, tmp_path / "o.mid", checkpoint=checkpoint)
+    with pytest.raises(DexterError, match="no checkpoint"):
+        render_score(bad, tmp_path / "o.mid", checkpoint=tmp_path)
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_render_of_partituras_example_score(checkpoint, tmp_path):
+    import partitura as pt
+    res = render_score(Path(pt.EXAMPLE_MUSICXML), tmp_path / "ex.mid", checkpoint=checkpoint, steps=4)
+    assert len(read_midi(tmp_path / "ex.mid")) == res.n_notes > 0
