@@ -31,6 +31,7 @@ class TaskConfig:
     beta_end: float = 0.02
     prediction: str = "eps"  # eps | x0 | v
     cond_drop: float = 0.1  # classifier-free guidance: drop the score and each control with this p
+    cond_drop_all: float = 0.5  # ... and all controls of an example at once with this p
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
 

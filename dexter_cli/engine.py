@@ -38,18 +38,21 @@ class Expression:
     prediction : {"eps", "x0", "v"}
     cond_drop : float
         Probability of dropping the score condition, and each control, in training.
+    cond_drop_all : float
+        Probability of dropping all controls of a training example at once.
     recon_weight : float
     """
 
     def __init__(self, model: Denoiser, normalizer: CodecNormalizer, schedule: Schedule, *,
                  target: str = "gen_noise", prediction: str = "eps", cond_drop: float = 0.1,
-                 recon_weight: float = 0.2):
+                 cond_drop_all: float = 0.5, recon_weight: float = 0.2):
         self.model = model
         self.norm = normalizer
         self.schedule = schedule
         self.target = target
         self.prediction = check_prediction(prediction)
         self.cond_drop = cond_drop
+        self.cond_drop_all = cond_drop_all
         self.recon_weight = recon_weight
 
     # conditions -------------------------------------------------------------
@@ -65,6 +68,7 @@ class Expression:
             drop_s = torch.zeros(B, dtype=torch.bool)
         if drop_c is None:
             drop_c = torch.zeros(B, C, dtype=torch.bool)
+        drop_c = drop_c.cpu() | ~self.norm.c_active[None]  # constant columns carry nothing: always null
         return {"s": s, "c": c, "mask": batch["mask"].float(), "drop_s": drop_s.to(s.device),
                 "drop_c": drop_c.to(s.device)}
 
@@ -85,8 +89,12 @@ class Expression:
         B = x0.shape[0]
         C = batch["c_codec"].shape[-1]
         t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)
+        # classifier-free guidance: drop the score, each control, and (often) all controls at once,
+        # so that sampling with any subset of controls, none included, is in distribution
         drop_s = (torch.rand(B, generator=generator) < self.cond_drop).to(device)
-        drop_c = (torch.rand(B, C, generator=generator) < self.cond_drop).to(device)
+        drop_c = torch.rand(B, C, generator=generator) < self.cond_drop
+        drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
+        drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
         if self.target == "transfer":
             noise = self.norm.encode_p(batch["source_p"].float())
         else:
@@ -161,7 +169,8 @@ def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Express
     schedule = Schedule.linear(task.get("timesteps", 1000), task.get("beta_start", 1e-4), task.get("beta_end", 0.02))
     return Expression(model, CodecNormalizer(stats, task.get("p_clip", 5.0)), schedule,
                       target=task.get("target", "gen_noise"), prediction=task.get("prediction", "eps"),
-                      cond_drop=task.get("cond_drop", 0.1), recon_weight=task.get("recon_weight", 0.2))
+                      cond_drop=task.get("cond_drop", 0.1), cond_drop_all=task.get("cond_drop_all", 0.5),
+                      recon_weight=task.get("recon_weight", 0.2))
 
 
 DEFAULT_CHECKPOINT = __import__("pathlib").Path(__file__).parent / "assets" / "default"

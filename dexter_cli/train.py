@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     ema = {k: v.to(device) for k, v in ema.items()}
     eval_model = copy.deepcopy(accelerator.unwrap_model(model)).eval()
     eval_expr = Expression(eval_model, expr.norm, expr.schedule, target=expr.target, prediction=expr.prediction,
-                           cond_drop=0.0, recon_weight=expr.recon_weight)
+                           cond_drop=0.0, cond_drop_all=0.0, recon_weight=expr.recon_weight)
 
     step = int(state["step"]) if state is not None else 0
     best = float(state.get("best_valid", float("inf"))) if state is not None else float("inf")
@@ -213,8 +213,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         k = min(cfg.eval.sample_segments, len(valid_set))
         if k:
             batch = valid_set.batch(np.arange(k))
+            # gen_noise: controls left free, so the curves come from the score, not the label's own
+            # descriptors; transfer: conditioned on c_target - c_source, as in use
+            free = torch.ones(k, batch["c_codec"].shape[-1], dtype=torch.bool)
             pred = eval_expr.sample({kk: v.to(device) for kk, v in batch.items()}, sampler=cfg.eval.sampler,
-                                    steps=cfg.eval.steps, generator=step_generator(cfg.seed, 0, 0, offset=2))
+                                    steps=cfg.eval.steps, generator=step_generator(cfg.seed, 0, 0, offset=2),
+                                    drop_c=free if cfg.task.target == "gen_noise" else None)
             scores = segment_curve_scores(pred.cpu().numpy(), batch["p_codec"].numpy(), batch["mask"].numpy())
             out.update({f"valid_{k2}": v for k2, v in scores.items()})
         return out

@@ -32,6 +32,9 @@ class CodecNormalizer:
         self.s_std = torch.tensor(stats["s_std"], dtype=torch.float32)
         self.c_mean = torch.tensor(stats["c_mean"], dtype=torch.float32)
         self.c_std = torch.tensor(stats["c_std"], dtype=torch.float32)
+        # controls that never vary in training (e.g. perceptual features absent from the data)
+        lo, hi = stats.get("c_min"), stats.get("c_max")
+        self.c_active = (torch.tensor(hi) > torch.tensor(lo)) if lo is not None else torch.ones(len(self.c_mean), dtype=torch.bool)
 
     def encode_p(self, p: torch.Tensor) -> torch.Tensor:
         """Raw p_codec (..., 5) -> normalised; row 0 is log beat_period."""
