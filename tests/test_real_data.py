@@ -170,3 +170,15 @@ def test_cli_bad_arguments_give_one_line_and_nonzero_exit(tmp_path):
         assert r.returncode != 0
         assert needle in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_train_on_real_data_end_to_end(shared_datasets, tmp_path):
+    store = tmp_path / "store"
+    run_codec(store, datasets_root=shared_datasets, datasets=["vienna422"], pieces=["Mozart_K331_1st-mov"],
+              max_note_seq=300, fractions=(1.0, 0.0, 0.0))
+    r = _dexter("train", "-c", str(Path(__file__).parents[1] / "configs" / "train.yaml"), "--data", str(store),
+                "--max-steps", "6", "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "eval.every=3",
+                "eval.log_every=3", "eval.steps=3", "eval.sample_segments=2", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "done: 6 steps" in r.stderr
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").is_file()

@@ -190,3 +190,31 @@ def test_two_process_cpu_launch(store_path, tmp_path):
     recs = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs if "loss" in r] == [2, 4]  # one writer: the main process
     load_inference(tmp_path / "ddp" / "checkpoints" / "last")
+
+
+def test_transfer_noises_the_target_with_the_paired_source(store_path):
+    from dexter_cli.data.dataset import PairSet
+
+    st = CodecStore(store_path)
+    expr = build_expression(ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=8, residual_layers=2,
+                                        dilation_cycle=2), st.meta["stats"], {"target": "transfer"})
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        config = expr.model.config
+
+        def forward(self, x, t, s, c, mask, drop_s, drop_c):
+            seen.update(x=x, t=t, c=c)
+            return torch.zeros_like(x)
+
+    expr.model = Spy()
+    batch = PairSet(st, "train").batch(np.arange(3))
+    out = expr.loss(batch, torch.Generator().manual_seed(0))
+    ab = expr.schedule.ab(seen["t"]).float().reshape(-1, 1, 1)
+    x0, src = expr.norm.encode_p(batch["p_codec"]), expr.norm.encode_p(batch["source_p"])
+    assert torch.allclose(seen["x"], ab.sqrt() * x0 + (1 - ab).sqrt() * src, atol=1e-5)
+    # the condition is c_target - c_source (normalised)
+    dc = expr.norm.encode_c(batch["c_codec"]) - expr.norm.encode_c(batch["source_c"])
+    assert torch.allclose(seen["c"], dc, atol=1e-5)
+    # eps-prediction target is the source: a zero output costs |source|
+    assert out["diffusion"].item() > 0
