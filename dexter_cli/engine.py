@@ -110,7 +110,8 @@ class Expression:
     def sample(self, batch: dict, *, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0,
                generator: torch.Generator | None = None, x_start: torch.Tensor | None = None,
                strength: float | None = None, drop_c: torch.Tensor | None = None,
-               callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+               callback: Callable[[int, int, torch.Tensor], None] | None = None,
+               wrap: Callable[[Callable], Callable] | None = None) -> torch.Tensor:
         """Sample raw p_codec for a batch of segments.
 
         Parameters
@@ -130,6 +131,8 @@ class Expression:
             Controls to leave free (replaced by their nulls).
         callback : callable, optional
             ``callback(i, n, x0_hat)`` after each step.
+        wrap : callable, optional
+            Wraps the denoiser callable (e.g. a WindowedDenoiser for whole pieces).
 
         Returns
         -------
@@ -156,7 +159,7 @@ class Expression:
             x = torch.randn(shape, generator=generator)
         fn = get_sampler(sampler)
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
-        z = fn(self.denoise, x, self.schedule, cond=cond, uncond=uncond, guidance=guidance,
+        z = fn(wrap(self.denoise) if wrap else self.denoise, x, self.schedule, cond=cond, uncond=uncond, guidance=guidance,
                prediction=self.prediction, steps=steps, t_start=t_start, generator=generator,
                callback=callback, **kwargs)
         z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5)

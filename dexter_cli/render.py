@@ -91,6 +91,9 @@ def render_score(
     save_codec: Path | None = None,
     plot: Path | None = None,
     overlap: float = 0.5,
+    from_performance: Path | None = None,
+    alignment: Path | None = None,
+    strength: float = 0.5,
     progress: Progress | None = None,
 ) -> RenderResult:
     """Render expressive performances of a score to MIDI.
@@ -117,6 +120,15 @@ def render_score(
         PNG of the tempo and velocity curves.
     overlap : float
         Fraction of each window shared with its neighbour.
+    from_performance : Path, optional
+        A performance of the same score (MIDI or match) to re-render: a variation
+        (noised to ``strength``, then denoised toward the controls) or, with a
+        transfer-trained checkpoint, the paper's transfer from it.
+    alignment : Path, optional
+        Its note alignment (ASAP ``note_alignment.tsv`` or parangonada ``align.csv``);
+        computed with parangonar when absent.
+    strength : float
+        How deep the source is noised (DExter's sample_steps_frac), in (0, 1].
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -135,6 +147,8 @@ def render_score(
         raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
     if steps < 1:
         raise DexterError(f"--steps must be at least 1, got {steps}")
+    if not 0.0 < strength <= 1.0:
+        raise DexterError(f"--strength must be in (0, 1], got {strength}")
     if not 0.0 <= overlap < 1.0:
         raise DexterError(f"overlap must be in [0, 1), got {overlap}")
     get_sampler(sampler)  # validates the name
@@ -147,28 +161,40 @@ def render_score(
 
     t0 = time.perf_counter()
     score = load_score(Path(score_path), unfold=unfold)
+    source = None
+    if from_performance is not None:
+        score, source = source_codecs(score, Path(score_path), Path(from_performance), alignment, unfold)
     s_codec = score_features(score)
     timings["parse"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     K, n, N = num_samples, len(score), int(config["codec"]["max_note_seq"])
     conds = piece_conditions(expr, s_codec, ctrl, c_names, K)
+    batch, drop_c = conds["batch"], conds["drop_c"]
+    x_start = None
+    if source is not None:
+        p_src = torch.from_numpy(np.repeat(source["p_codec"][None], K, 0))
+        c_src = torch.from_numpy(np.repeat(source["c_codec"][None], K, 0))
+        if expr.target == "transfer":
+            # condition on c_target - c_source: the source's own controls, moved by the asked amounts
+            delta = torch.zeros(len(c_names))
+            for name, v in ctrl.items():
+                delta[c_names.index(name)] = v
+            batch = {**batch, "source_p": p_src, "source_c": c_src,
+                     "c_codec": expr.norm.decode_c(expr.norm.encode_c(c_src) + delta)}
+            drop_c = None
+        else:
+            x_start = p_src
     generator = torch.Generator().manual_seed(int(seed))
     stride = max(1, int(round(N * (1 - overlap))))
-    with torch.inference_mode():
-        cond = expr.conditions(conds["batch"], drop_c=conds["drop_c"])
-        uncond = expr.unconditional(cond) if guidance != 1.0 else None
-        windowed = WindowedDenoiser(expr.denoise, n, N, stride, seq_keys=("s", "c", "mask"))
-        x = torch.randn((K, n, expr.model.config.p_dim), generator=generator)
-        fn = get_sampler(sampler)
-        total_steps = expr.schedule.T if sampler == "ddpm" else steps
-        cb = (lambda i, m, x0: progress("sample", i + 1, m)) if progress else None
-        if progress:
-            progress("sample", 0, total_steps)
-        z = fn(windowed, x, expr.schedule, cond=cond, uncond=uncond, guidance=guidance, prediction=expr.prediction,
-               steps=steps, generator=generator, callback=cb)
-        z = z.clamp(-expr.norm.clip * 1.5, expr.norm.clip * 1.5)
-        p = expr.norm.decode_p(z).numpy()
+    total_steps = expr.schedule.T if sampler == "ddpm" else steps
+    cb = (lambda i, m, x0: progress("sample", i + 1, m)) if progress else None
+    if progress:
+        progress("sample", 0, total_steps)
+    p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
+                    x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
+                    callback=cb,
+                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
     timings["sample"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -190,6 +216,30 @@ def render_score(
                     title=Path(score_path).name)
     timings["write"] = time.perf_counter() - t0
     return RenderResult(outputs, n, durations, p, score.note_ids, timings)
+
+
+def source_codecs(score, score_path: Path, perf_path: Path, alignment: Path | None, unfold: bool):
+    """Encode the ``--from`` performance against the score: its p_codec (unplayed notes filled
+    from their neighbours) and c_codec. Returns the score view that the alignment uses."""
+    from .data.align import auto_align, check_coverage, load_performance
+    from .data.encode import encode_performance, matched_pairs, needs_unfolding
+    from .data.layouts import PerformanceSource
+    from .data.scores import load_score
+
+    perf, al = load_performance(perf_path, alignment)
+    if al is None:
+        al = auto_align(score.part, perf)
+    elif unfold != needs_unfolding(matched_pairs(al), load_score(score_path, unfold=False).note_ids):
+        score = load_score(score_path, unfold=not unfold)  # the alignment's ids decide the unfolding
+    check_coverage(al, score, perf, perf_path.name)
+    src = PerformanceSource("input", "", perf_path.stem, score_path, perf_path, alignment, perf_path.parent)
+    enc = encode_performance(src, score, perf, al)
+    p = enc.p_codec.astype(np.float32).copy()
+    played = np.flatnonzero(enc.mask)
+    for j in range(p.shape[1]):  # unplayed notes take the value of the nearest played note
+        nearest = played[np.clip(np.searchsorted(played, np.arange(len(p))), 0, len(played) - 1)]
+        p[~enc.mask, j] = p[nearest[~enc.mask], j]
+    return score, {"p_codec": p, "c_codec": enc.c_codec.astype(np.float32), "mask": enc.mask}
 
 
 def write_codec(path: Path, note_ids: np.ndarray, p: np.ndarray) -> None:

@@ -129,3 +129,40 @@ def test_render_of_partituras_example_score(checkpoint, tmp_path):
     import partitura as pt
     res = render_score(Path(pt.EXAMPLE_MUSICXML), tmp_path / "ex.mid", checkpoint=checkpoint, steps=4)
     assert len(read_midi(tmp_path / "ex.mid")) == res.n_notes > 0
+
+
+BWV848 = "asap/Bach/Fugue/bwv_848"
+
+
+@pytest.mark.slow
+def test_variation_from_a_real_performance_stays_close_at_low_strength(checkpoint, shared_datasets, tmp_path):
+    piece = shared_datasets / BWV848
+    tsv = piece / "Lee01M_note_alignments" / "note_alignment.tsv"
+    near = render_score(piece / "xml_score.musicxml", tmp_path / "near.mid", checkpoint=checkpoint, steps=5,
+                        from_performance=piece / "Lee01M.mid", alignment=tsv, strength=0.05)
+    far = render_score(piece / "xml_score.musicxml", tmp_path / "far.mid", checkpoint=checkpoint, steps=5,
+                       from_performance=piece / "Lee01M.mid", alignment=tsv, strength=1.0)
+    from dexter_cli.data.align import load_performance
+    from dexter_cli.data.encode import encode_performance
+    from dexter_cli.data.layouts import PerformanceSource
+    from dexter_cli.data.scores import load_score
+
+    score = load_score(piece / "xml_score.musicxml", unfold=True)
+    perf, al = load_performance(piece / "Lee01M.mid", tsv)
+    enc = encode_performance(PerformanceSource("x", "", "Lee01M", piece, piece / "Lee01M.mid", tsv, piece), score, perf, al)
+    m = enc.mask
+    r_near = np.corrcoef(near.p_codec[0][m, 1], enc.p_codec[m, 1])[0, 1]
+    r_far = np.corrcoef(far.p_codec[0][m, 1], enc.p_codec[m, 1])[0, 1]
+    assert r_near > 0.9 and r_near > r_far
+
+
+@pytest.mark.slow
+def test_from_with_automatic_alignment_and_from_another_piece(checkpoint, shared_datasets, tmp_path):
+    piece = shared_datasets / BWV848
+    res = render_score(piece / "xml_score.musicxml", tmp_path / "auto.mid", checkpoint=checkpoint, steps=3,
+                       from_performance=piece / "Lee01M.mid", strength=0.2)
+    assert res.outputs[0].is_file() and res.n_notes > 1000
+    with pytest.raises(DexterError, match="is it a performance of this piece"):
+        render_score(piece / "xml_score.musicxml", tmp_path / "other.mid", checkpoint=checkpoint,
+                     from_performance=shared_datasets / "vienna4x22/match/Mozart_K331_1st-mov_p01.match")
+    assert not (tmp_path / "other.mid").exists()

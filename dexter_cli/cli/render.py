@@ -23,6 +23,9 @@ def render(
     as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded)."),
     save_codec: Optional[Path] = typer.Option(None, "--save-codec", help="Also write the predicted p_codec (.npz or .csv)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG of the tempo and velocity curves."),
+    from_: Optional[Path] = typer.Option(None, "--from", help="Re-render this performance of the score (MIDI or .match)."),
+    alignment: Optional[Path] = typer.Option(None, "--alignment", help="Its note alignment (note_alignment.tsv or align.csv) [default: parangonar]."),
+    strength: float = typer.Option(0.5, "--strength", help="With --from: how deep the source is noised, 0..1 (small = close to it)."),
     list_controls: bool = typer.Option(False, "--list-controls", help="List the controls and exit."),
     info: bool = typer.Option(False, "--info", help="Describe the model and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
@@ -47,7 +50,8 @@ def render(
     with stage_progress(quiet) as progress:
         res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                            seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written,
-                           save_codec=save_codec, plot=plot, progress=progress)
+                           save_codec=save_codec, plot=plot, from_performance=from_, alignment=alignment,
+                           strength=strength, progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
