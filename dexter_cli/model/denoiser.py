@@ -49,19 +49,25 @@ class ResidualBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Pre-norm self-attention over the notes of a segment (padding masked)."""
+    """Pre-norm multi-head self-attention over the notes of a segment (padding masked)."""
 
     def __init__(self, channels: int, heads: int):
         super().__init__()
+        if channels % heads:
+            raise ValueError(f"residual_channels {channels} must divide by attention_heads {heads}")
+        self.heads = heads
         self.norm = nn.LayerNorm(channels)
-        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, C, N = h.shape
         x = self.norm(h.transpose(1, 2))
-        pad = mask[:, 0] < 0.5  # (B, N) True where padding
-        pad = pad & ~pad.all(dim=1, keepdim=True)  # a fully padded row would give NaN
-        y, _ = self.attn(x, x, x, key_padding_mask=pad, need_weights=False)
-        return h + y.transpose(1, 2)
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        keep = mask[:, 0] > 0.5  # (B, N) real notes
+        keep = keep | ~keep.any(dim=1, keepdim=True)  # a fully padded row attends to everything, not nothing
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        return h + self.proj(y.transpose(1, 2).reshape(B, N, C)).transpose(1, 2)
 
 
 class Denoiser(nn.Module):
