@@ -62,3 +62,64 @@ def plot_curves(path: Path, onset_beat: np.ndarray, p: np.ndarray, markings: lis
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+
+
+def plot_evaluation_summary(path: Path, summary: dict) -> Path:
+    """Bar chart: each metric per renderer, the human-to-human value as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluate import METRICS
+    from .fileio import atomic_path
+
+    renderers = [r for r in summary if r != "human"]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(2.2 * len(METRICS), 3.4))
+    for ax, metric in zip(axes, METRICS):
+        vals = [summary[r].get(metric, np.nan) for r in renderers]
+        ax.bar(range(len(renderers)), np.nan_to_num(vals), color=[f"C{i}" for i in range(len(renderers))])
+        human = summary.get("human", {}).get(metric, np.nan)
+        if np.isfinite(human):
+            ax.axhline(human, color="k", ls="--", lw=1, label="human-to-human")
+        ax.set_xticks(range(len(renderers)))
+        ax.set_xticklabels(renderers, rotation=45, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=9)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_piece_curves(path: Path, piece, preds: dict) -> Path:
+    """Tempo and velocity curves of each renderer over the band (min..max) of the human curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluate import onset_curves
+    from .fileio import atomic_path
+
+    x = np.unique(piece.onset_beat)
+    fig, axes = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    human = [onset_curves(piece.onset_beat, h) for h in piece.humans]
+    for ax, j, label in ((axes[0], 0, "tempo (BPM)"), (axes[1], 1, "velocity (MIDI)")):
+        H = np.array([h[j] for h in human])
+        with np.errstate(all="ignore"):
+            lo, hi, med = np.nanmin(H, 0), np.nanmax(H, 0), np.nanmedian(H, 0)
+        ax.fill_between(x, lo, hi, color="0.85", label=f"{len(human)} humans (range)")
+        ax.plot(x, med, color="0.5", lw=0.8, label="human median")
+        for i, (name, perf) in enumerate(preds.items()):
+            ax.plot(x, onset_curves(piece.onset_beat, perf)[j], lw=1.0, color=f"C{i}", label=name)
+        ax.set_ylabel(label)
+    axes[0].set_title(piece.key)
+    axes[0].legend(fontsize=7, loc="upper right", ncol=3)
+    axes[1].set_xlabel("score position (beats)")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path

@@ -76,6 +76,93 @@ def piece_conditions(expr, s_codec: np.ndarray, controls: dict[str, float], c_na
     return {"batch": batch, "drop_c": torch.from_numpy(np.repeat(drop[None], K, 0))}
 
 
+def _render(
+    score_path: Path,
+    *,
+    checkpoint: Path | None = None,
+    sampler: str = "dpm++",
+    steps: int = 20,
+    guidance: float = 1.0,
+    seed: int = 0,
+    controls: list[str] | None = None,
+    num_samples: int = 1,
+    unfold: bool = True,
+    overlap: float = 0.5,
+    from_performance: Path | None = None,
+    alignment: Path | None = None,
+    strength: float = 0.5,
+    progress: Progress | None = None,
+) -> tuple[object, np.ndarray, dict]:
+    """Sample p_codecs of a whole score; see :func:`render_score` for the parameters."""
+    from .data.codec import C_CODEC_NAMES
+    from .data.scores import load_score, score_features
+    from .diffusion import get_sampler
+    from .diffusion.windows import WindowedDenoiser
+    from .engine import load_expression
+
+    if num_samples < 1:
+        raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
+    if steps < 1:
+        raise DexterError(f"--steps must be at least 1, got {steps}")
+    if not 0.0 < strength <= 1.0:
+        raise DexterError(f"--strength must be in (0, 1], got {strength}")
+    if not 0.0 <= overlap < 1.0:
+        raise DexterError(f"overlap must be in [0, 1), got {overlap}")
+    get_sampler(sampler)  # validates the name
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    expr, config = load_expression(checkpoint)
+    c_names = list(C_CODEC_NAMES)
+    ctrl = parse_controls(controls or [], c_names)
+    timings["load_model"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    score = load_score(Path(score_path), unfold=unfold)
+    source = None
+    if from_performance is not None:
+        score, source = source_codecs(score, Path(score_path), Path(from_performance), alignment, unfold)
+    s_codec = score_features(score)
+    timings["parse"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    K, n, N = num_samples, len(score), int(config["codec"]["max_note_seq"])
+    conds = piece_conditions(expr, s_codec, ctrl, c_names, K)
+    batch, drop_c = conds["batch"], conds["drop_c"]
+    x_start = None
+    if source is not None:
+        p_src = torch.from_numpy(np.repeat(source["p_codec"][None], K, 0))
+        c_src = torch.from_numpy(np.repeat(source["c_codec"][None], K, 0))
+        if expr.target == "transfer":
+            # condition on c_target - c_source: the source's own controls, moved by the asked amounts
+            delta = torch.zeros(len(c_names))
+            for name, v in ctrl.items():
+                delta[c_names.index(name)] = v
+            batch = {**batch, "source_p": p_src, "source_c": c_src,
+                     "c_codec": expr.norm.decode_c(expr.norm.encode_c(c_src) + delta)}
+            drop_c = None
+        else:
+            x_start = p_src
+    generator = torch.Generator().manual_seed(int(seed))
+    stride = max(1, int(round(N * (1 - overlap))))
+    total_steps = expr.schedule.T if sampler == "ddpm" else steps
+    cb = (lambda i, m, x0: progress("sample", i + 1, m)) if progress else None
+    if progress:
+        progress("sample", 0, total_steps)
+    p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
+                    x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
+                    callback=cb,
+                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
+    timings["sample"] = time.perf_counter() - t0
+
+    return score, p, timings
+
+
+def render_piece_codec(score_path: Path, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Render p_codecs of a score without writing anything: ``(p (K, n, 5), note_ids)``."""
+    score, p, _ = _render(Path(score_path), **kwargs)
+    return p, score.note_ids
+
+
 def render_score(
     score_path: Path,
     out: Path,
@@ -136,67 +223,16 @@ def render_score(
     -------
     RenderResult
     """
-    from .data.codec import C_CODEC_NAMES
+    if save_codec is not None and Path(save_codec).suffix not in (".npz", ".csv"):
+        raise DexterError(f"--save-codec must end in .npz or .csv, got {Path(save_codec).name}")
+    t_all = time.perf_counter()
+    score, p, timings = _render(score_path, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
+                                seed=seed, controls=controls, num_samples=num_samples, unfold=unfold,
+                                overlap=overlap, from_performance=from_performance, alignment=alignment,
+                                strength=strength, progress=progress)
     from .data.decode import decode_performance, save_midi
-    from .data.scores import load_score, score_features
-    from .diffusion import get_sampler
-    from .diffusion.windows import WindowedDenoiser
-    from .engine import load_expression
 
-    if num_samples < 1:
-        raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
-    if steps < 1:
-        raise DexterError(f"--steps must be at least 1, got {steps}")
-    if not 0.0 < strength <= 1.0:
-        raise DexterError(f"--strength must be in (0, 1], got {strength}")
-    if not 0.0 <= overlap < 1.0:
-        raise DexterError(f"overlap must be in [0, 1), got {overlap}")
-    get_sampler(sampler)  # validates the name
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    expr, config = load_expression(checkpoint)
-    c_names = list(C_CODEC_NAMES)
-    ctrl = parse_controls(controls or [], c_names)
-    timings["load_model"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    score = load_score(Path(score_path), unfold=unfold)
-    source = None
-    if from_performance is not None:
-        score, source = source_codecs(score, Path(score_path), Path(from_performance), alignment, unfold)
-    s_codec = score_features(score)
-    timings["parse"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    K, n, N = num_samples, len(score), int(config["codec"]["max_note_seq"])
-    conds = piece_conditions(expr, s_codec, ctrl, c_names, K)
-    batch, drop_c = conds["batch"], conds["drop_c"]
-    x_start = None
-    if source is not None:
-        p_src = torch.from_numpy(np.repeat(source["p_codec"][None], K, 0))
-        c_src = torch.from_numpy(np.repeat(source["c_codec"][None], K, 0))
-        if expr.target == "transfer":
-            # condition on c_target - c_source: the source's own controls, moved by the asked amounts
-            delta = torch.zeros(len(c_names))
-            for name, v in ctrl.items():
-                delta[c_names.index(name)] = v
-            batch = {**batch, "source_p": p_src, "source_c": c_src,
-                     "c_codec": expr.norm.decode_c(expr.norm.encode_c(c_src) + delta)}
-            drop_c = None
-        else:
-            x_start = p_src
-    generator = torch.Generator().manual_seed(int(seed))
-    stride = max(1, int(round(N * (1 - overlap))))
-    total_steps = expr.schedule.T if sampler == "ddpm" else steps
-    cb = (lambda i, m, x0: progress("sample", i + 1, m)) if progress else None
-    if progress:
-        progress("sample", 0, total_steps)
-    p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
-                    x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
-                    callback=cb,
-                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
-    timings["sample"] = time.perf_counter() - t0
-
+    K, n = p.shape[0], p.shape[1]
     t0 = time.perf_counter()
     out = Path(out)
     outputs = [out] if K == 1 else [out.with_name(f"{out.stem}_{i + 1}{out.suffix}") for i in range(K)]
@@ -215,6 +251,7 @@ def render_score(
         plot_curves(Path(plot), score.note_array["onset_beat"], p, markings=score_markings(score),
                     title=Path(score_path).name)
     timings["write"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
     return RenderResult(outputs, n, durations, p, score.note_ids, timings)
 
 

@@ -1,16 +1,55 @@
-"""``dexter evaluate``: not built yet (issue #5)."""
+"""``dexter evaluate``: score renderers against every human performance of the test pieces."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from ..errors import DexterError
+from ._common import console, stage_progress
 
 
-def evaluate(ctx: typer.Context) -> None:
-    """Evaluate renderers against every human performance of the test pieces. (not available yet: issue #5)."""
-    raise DexterError("`dexter evaluate` is not available yet in this version (tracked in issue #5)")
+def evaluate(
+    data: Path = typer.Option(Path("data/codec_N=300_mixup"), "--data", "-d", help="Codec store: its test split is evaluated."),
+    renderers: str = typer.Option("dexter,deadpan,linear", "--renderers", "-r", help="Comma list: dexter, deadpan, linear, external:DIR."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint of the dexter renderer [default: bundled]."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many pieces."),
+    sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
+    steps: int = typer.Option(20, "--steps", help="Its steps."),
+    seed: int = typer.Option(0, "--seed", help="Its seed."),
+    out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Evaluate renderers on whole pieces, each metric next to its human-to-human value.
+
+    Example: [bold]dexter evaluate --data data/codec_N=300_mixup -r dexter,deadpan,linear --checkpoint runs/x/checkpoints/best[/]
+    """
+    from rich.table import Table
+
+    from ..evaluate import METRICS
+    from ..evaluation import evaluate_store, write_report
+
+    specs = [r.strip() for r in renderers.split(",") if r.strip()]
+    with stage_progress(quiet) as progress:
+        report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, limit=limit, sampler=sampler,
+                                steps=steps, seed=seed, progress=progress)
+    files = write_report(report, out)
+    names = list(report.summary)
+    table = Table(title=f"{split} split of {data}: medians over pieces (per piece: median over its humans)")
+    table.add_column("metric")
+    for name in names:
+        table.add_column("human (LOO)" if name == "human" else name, justify="right")
+    table.add_row("pieces", *(str(report.summary[n]["pieces"]) for n in names))
+    for m in METRICS:
+        table.add_row(m, *(f"{report.summary[n][m]:.3f}" if report.summary[n][m] == report.summary[n][m] else "—"
+                           for n in names))
+    console.print(table)
+    for p in report.problems:
+        console.print(f"[yellow]note:[/] {p}", highlight=False)
+    console.print(f"wrote {len(files)} files to {out} in {report.seconds:.0f} s", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate)
+    app.command("evaluate")(evaluate)

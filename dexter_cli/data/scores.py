@@ -237,3 +237,20 @@ def score_markings(score: LoadedScore) -> list[tuple[float, str]]:
     except Exception:  # markings only decorate a plot; a score without them is fine
         return []
     return sorted(out)
+
+
+def notated_beat_period(score: LoadedScore) -> float | None:
+    """Seconds per beat of the score's first metronome marking, or None without one."""
+    try:
+        with quiet():
+            tempos = list(score.part.iter_all(pt.score.Tempo))
+            if not tempos:
+                return None
+            t = tempos[0]
+            seconds_per_quarter = t.microseconds_per_quarter / 1e6
+            quarters_per_beat = float(score.part.quarter_map(score.part.inv_beat_map(1.0)) -
+                                      score.part.quarter_map(score.part.inv_beat_map(0.0)))
+    except Exception:
+        return None
+    bp = seconds_per_quarter * quarters_per_beat
+    return bp if np.isfinite(bp) and 0.05 < bp < 10 else None

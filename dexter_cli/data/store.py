@@ -144,7 +144,7 @@ def assemble_store(
             s_codec, note_ids, _ = parts.load_score(sp)
             score_ids[sp] = len(scores_meta)
             scores_meta.append({"score_id": len(scores_meta), "dataset": s.dataset, "piece": s.piece,
-                                "score": meta["score"], "unfolded": sp.endswith("#unfolded"),
+                                "score": meta["score"], "root": str(s.root), "unfolded": sp.endswith("#unfolded"),
                                 "offset": offset, "n_notes": int(len(note_ids)),
                                 "note_ids": note_ids.tolist()})
             s_rows.append(s_codec)

@@ -1,0 +1,105 @@
+"""Whole-piece evaluation metrics over arrays (returns dicts, prints nothing).
+
+Every metric compares a rendered p_codec of a score with a human one over the
+same score notes (canonical order). Curves are per distinct score onset: tempo
+(BPM = 60 / mean beat_period of the onset's played notes) and velocity (mean
+MIDI velocity). Each metric is reported as the median over all human
+references of the piece, next to the same metric computed leave-one-out
+between the human performances themselves: the human-to-human ceiling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import pearson
+
+CURVE_METRICS = ("tempo_r", "tempo_dev", "tempo_kl", "velocity_r", "velocity_dev", "velocity_kl")
+NOTE_METRICS = ("timing_kl", "articulation_kl", "pedal_kl")
+METRICS = CURVE_METRICS + NOTE_METRICS
+
+
+@dataclass
+class Performance:
+    """A p_codec over all notes of a score, with the notes that carry values."""
+
+    p_codec: np.ndarray  # (n, 5) raw
+    mask: np.ndarray  # (n,) bool
+
+
+def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray, np.ndarray]:
+    """Tempo (BPM) and velocity (MIDI) per distinct score onset; NaN where no note was played."""
+    _, group = np.unique(onset_beat, return_inverse=True)
+    G = group.max() + 1
+    m = perf.mask.astype(bool)
+    cnt = np.bincount(group[m], minlength=G).astype(float)
+    bp = np.bincount(group[m], weights=perf.p_codec[m, 0], minlength=G)
+    vel = np.bincount(group[m], weights=perf.p_codec[m, 1] * 127, minlength=G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tempo = np.where(cnt > 0, 60.0 / (bp / np.maximum(cnt, 1)), np.nan)
+        velocity = np.where(cnt > 0, vel / np.maximum(cnt, 1), np.nan)
+    return tempo, velocity
+
+
+def kl_divergence(p_values: np.ndarray, q_values: np.ndarray, bins: int = 32) -> float:
+    """KL(P || Q) between histograms of two samples over their common range (add-one smoothed)."""
+    p_values, q_values = p_values[np.isfinite(p_values)], q_values[np.isfinite(q_values)]
+    if len(p_values) < 2 or len(q_values) < 2:
+        return float("nan")
+    lo = min(p_values.min(), q_values.min())
+    hi = max(p_values.max(), q_values.max())
+    if hi - lo < 1e-12:
+        return 0.0
+    p, _ = np.histogram(p_values, bins=bins, range=(lo, hi))
+    q, _ = np.histogram(q_values, bins=bins, range=(lo, hi))
+    p = (p + 1) / (p.sum() + bins)
+    q = (q + 1) / (q.sum() + bins)
+    return float(np.sum(p * np.log(p / q)))
+
+
+def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance) -> dict[str, float]:
+    """Every metric of ``pred`` against one reference performance."""
+    t_p, v_p = onset_curves(onset_beat, pred)
+    t_r, v_r = onset_curves(onset_beat, ref)
+    out = {}
+    for name, a, b in (("tempo", t_p, t_r), ("velocity", v_p, v_r)):
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            out[f"{name}_r"] = float("nan")
+        elif np.std(a[ok]) < 1e-9:  # a flat rendering explains none of the human's shaping
+            out[f"{name}_r"] = 0.0
+        else:
+            out[f"{name}_r"] = pearson(a[ok], b[ok])
+        out[f"{name}_dev"] = float(np.mean(np.abs(a[ok] - b[ok]))) if ok.any() else float("nan")
+        out[f"{name}_kl"] = kl_divergence(b[ok], a[ok])  # KL(human || rendered)
+    m_p, m_r = pred.mask.astype(bool), ref.mask.astype(bool)
+    for name, j in (("timing", 2), ("articulation", 3), ("pedal", 4)):
+        out[f"{name}_kl"] = kl_divergence(ref.p_codec[m_r, j], pred.p_codec[m_p, j])
+    return out
+
+
+def median_over(results: list[dict[str, float]]) -> dict[str, float]:
+    """Per-metric median, ignoring NaN (NaN when no value is defined)."""
+    out = {}
+    for k in METRICS:
+        vals = np.array([r[k] for r in results if np.isfinite(r.get(k, np.nan))])
+        out[k] = float(np.median(vals)) if len(vals) else float("nan")
+    return out
+
+
+def score_against_humans(onset_beat: np.ndarray, pred: Performance, humans: list[Performance]) -> dict[str, float]:
+    """Median of each metric of ``pred`` over every human reference."""
+    return median_over([compare(onset_beat, pred, h) for h in humans])
+
+
+def human_ceiling(onset_beat: np.ndarray, humans: list[Performance]) -> dict[str, float] | None:
+    """Leave-one-out human-to-human values: each human scored against the others, medians.
+
+    Returns None for a piece with a single human performance (there is no ceiling to give).
+    """
+    if len(humans) < 2:
+        return None
+    per_human = [score_against_humans(onset_beat, h, humans[:i] + humans[i + 1:]) for i, h in enumerate(humans)]
+    return median_over(per_human)
