@@ -123,3 +123,74 @@ def plot_piece_curves(path: Path, piece, preds: dict) -> Path:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_segment(path: Path, onset_beat: np.ndarray, pred: np.ndarray, label: np.ndarray, mask: np.ndarray,
+                 source: np.ndarray | None = None, title: str = "") -> Path:
+    """Tempo/velocity curves and the five p_codec rows: predicted vs label (vs source)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    names = ("beat_period", "velocity", "timing", "articulation_log", "pedal")
+    fig, axes = plt.subplots(3, 3, figsize=(13, 8))
+    axes = axes.ravel()
+    m = mask.astype(bool)
+    series = [("label", label, "k"), ("dexter", pred, "C0")] + ([("source", source, "C1")] if source is not None else [])
+    for name, arr, color in series:
+        sel = m if name != "dexter" else np.ones(len(arr), bool)
+        x, bp = onset_curve(onset_beat[sel], arr[sel, 0])
+        axes[0].plot(x, 60 / np.maximum(bp, 1e-3), color=color, lw=1, label=name)
+        x, v = onset_curve(onset_beat[sel], arr[sel, 1] * 127)
+        axes[1].plot(x, v, color=color, lw=1, label=name)
+        for j in range(5):
+            axes[2 + j].plot(np.flatnonzero(sel), arr[sel, j], ".", ms=2, color=color, label=name)
+    axes[0].set_title("tempo (BPM) over beats")
+    axes[1].set_title("velocity (MIDI) over beats")
+    for j in range(5):
+        axes[2 + j].set_title(f"{names[j]} per note", fontsize=9)
+    axes[7].axis("off")
+    axes[8].axis("off")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def animate_denoising(path: Path, onset_beat: np.ndarray, frames: list[np.ndarray]) -> Path:
+    """GIF of the predicted x0 (tempo and velocity curves) at each denoising step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    from .fileio import atomic_path
+
+    fig, (ax_t, ax_v) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    x, _ = onset_curve(onset_beat, frames[0][:, 0])
+    (lt,) = ax_t.plot(x, np.zeros_like(x))
+    (lv,) = ax_v.plot(x, np.zeros_like(x))
+    ax_t.set_ylabel("tempo (BPM)")
+    ax_v.set_ylabel("velocity (MIDI)")
+    ax_v.set_ylim(0, 127)
+    tempos = [60 / np.maximum(onset_curve(onset_beat, f[:, 0])[1], 1e-3) for f in frames]
+    ax_t.set_ylim(0, max(60.0, float(np.percentile(np.concatenate(tempos), 99)) * 1.1))
+
+    def update(i):
+        lt.set_ydata(tempos[i])
+        lv.set_ydata(onset_curve(onset_beat, frames[i][:, 1] * 127)[1])
+        ax_t.set_title(f"denoising step {i + 1} / {len(frames)}: predicted x0")
+        return lt, lv
+
+    anim = FuncAnimation(fig, update, frames=len(frames), blit=False)
+    with atomic_path(path, suffix=".gif") as tmp:
+        anim.save(tmp, writer=PillowWriter(fps=4))
+    plt.close(fig)
+    return path

@@ -1,16 +1,55 @@
-"""``dexter test``: not built yet (issue #5)."""
+"""``dexter test``: sample a store's test split with a checkpoint; MIDI, plots and metrics."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from ..errors import DexterError
+from ._common import console, stage_progress
 
 
-def test(ctx: typer.Context) -> None:
-    """Sample the test split of a codec store with a checkpoint. (not available yet: issue #5)."""
-    raise DexterError("`dexter test` is not available yet in this version (tracked in issue #5)")
+def test(  # noqa: PT028  (a CLI command, not a pytest test)
+    data: Path = typer.Option(Path("data/codec_N=300_mixup"), "--data", "-d", help="Codec store."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: bundled]."),
+    limit: Optional[int] = typer.Option(16, "--limit", help="At most this many test segments (0: all)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Segments sampled together."),
+    sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm."),
+    steps: int = typer.Option(20, "--steps", help="Denoising steps."),
+    guidance: float = typer.Option(1.0, "--guidance", "-w", help="Classifier-free guidance weight."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    transfer: bool = typer.Option(False, "--transfer", help="The paper's transfer test on pairs (transfer checkpoint)."),
+    sample_steps_frac: float = typer.Option(0.75, "--sample-steps-frac", help="Transfer: how deep the source is noised."),
+    free_controls: bool = typer.Option(False, "--free-controls", help="Leave the controls free instead of the label's."),
+    animate: bool = typer.Option(False, "--animate", help="Also save a GIF of the first sample being denoised."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: artifacts/samples/<time>]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Sample test segments: predicted and human MIDI, curve plots, metrics.json.
+
+    Example: [bold]dexter test --data data/codec_N=300_mixup --checkpoint runs/x/checkpoints/best --limit 8 --animate[/]
+    """
+    import time
+
+    from rich.table import Table
+
+    from ..testing import run_test
+
+    out = out or Path("artifacts/samples") / time.strftime("%Y%m%d-%H%M%S")
+    with stage_progress(quiet) as progress:
+        rep = run_test(data, out, checkpoint=checkpoint, limit=limit or None, batch_size=batch_size, sampler=sampler,
+                       steps=steps, guidance=guidance, seed=seed, transfer=transfer,
+                       sample_steps_frac=sample_steps_frac, free_controls=free_controls, animate=animate,
+                       progress=progress)
+    table = Table(title=f"{rep.segments} test segments")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in rep.metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    console.print(f"wrote {len(rep.files)} files to {out} in {rep.seconds:.0f} s", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(test)
+    app.command("test")(test)

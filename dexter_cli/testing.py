@@ -1,0 +1,157 @@
+"""``dexter test``: sample a store's test segments with a checkpoint; MIDI, plots and metrics.
+
+For each test segment: the predicted performance and its human label as MIDI
+(and the source, in transfer mode), decoded against the score; plots of the
+tempo and velocity curves and the p_codec rows; a metrics table. In transfer
+mode (the paper's transfer test) the source is noised to ``sample_steps_frac``
+and denoised toward the target's controls, and the report says how far the
+result moved from the source toward the target.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import DexterError
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class TestReport:
+    metrics: dict = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    segments: int = 0
+    seconds: float = 0.0
+
+
+def _segment_score(store, seg: int, cache: dict):
+    """The LoadedScore view of one segment's notes (for decoding)."""
+    from .data.scores import LoadedScore, load_score
+
+    scores = store.scores
+    offsets = np.array([s["offset"] for s in scores])
+    first = int(np.asarray(store.s_index[seg])[0])
+    sid = int(np.searchsorted(offsets, first, side="right") - 1)
+    if sid not in cache:
+        e = scores[sid]
+        cache[sid] = load_score(Path(e["root"]) / e["score"], unfold=e["unfolded"])
+        if list(cache[sid].note_ids) != list(e["note_ids"]):
+            raise DexterError(f"{e['score']}: the score's notes differ from the store's (re-run dexter codec)")
+    full = cache[sid]
+    ni = np.asarray(store.note_index[seg])
+    sel = ni[ni >= 0]
+    return LoadedScore(None, full.note_ids[sel], sel, full.note_array[sel], full.unfolded), ni >= 0
+
+
+def movement(source: np.ndarray, target: np.ndarray, result: np.ndarray, mask: np.ndarray) -> float:
+    """How far ``result`` moved from ``source`` toward ``target``: 1 - |result - target| / |source - target|
+    (normalised codec space, masked): 0 = stayed at the source, 1 = reached the target."""
+    m = mask.astype(bool)
+    d0 = np.linalg.norm((source - target)[m])
+    if d0 < 1e-9:
+        return float("nan")
+    return float(1 - np.linalg.norm((result - target)[m]) / d0)
+
+
+def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, limit: int | None = 16,
+             batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0, seed: int = 0,
+             transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
+             animate: bool = False, progress: Progress | None = None) -> TestReport:
+    """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
+    from .data.dataset import PairSet, SegmentSet
+    from .data.decode import decode_performance, save_midi
+    from .data.store import CodecStore
+    from .engine import load_expression
+    from .fileio import write_json
+    from .metrics import segment_curve_scores
+    from .plots import plot_segment
+
+    t0 = time.perf_counter()
+    store = CodecStore(store_path)
+    expr, config = load_expression(checkpoint)
+    for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
+        if store.meta[key] != config["codec"][key]:
+            raise DexterError(f"the checkpoint and the store differ in {key}")
+    if transfer:
+        data = PairSet(store, "test")
+        if expr.target != "transfer":
+            raise DexterError("--transfer needs a checkpoint trained with --target transfer")
+    else:
+        data = SegmentSet(store, "test", synthetic=False)
+    n = min(len(data), limit) if limit else len(data)
+    if n == 0:
+        raise DexterError(f"no test {'pairs' if transfer else 'segments'} in {store_path}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    preds, labels, masks, sources, moved = [], [], [], [], []
+    cache: dict = {}
+    report = TestReport()
+    for b0 in range(0, n, batch_size):
+        items = np.arange(b0, min(n, b0 + batch_size))
+        batch = data.batch(items)
+        drop = torch.ones(len(items), batch["c_codec"].shape[-1], dtype=torch.bool) if free_controls else None
+        frames = []
+        cb = (lambda i, m, x0: frames.append(x0[0].clone())) if animate and b0 == 0 else None
+        pred = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=gen, drop_c=drop,
+                           strength=sample_steps_frac if transfer else None, callback=cb).numpy()
+        label, mask = batch["p_codec"].numpy(), batch["mask"].numpy().astype(bool)
+        preds.append(pred), labels.append(label), masks.append(mask)
+        if transfer:
+            src = batch["source_p"].numpy()
+            sources.append(src)
+            enc = lambda a: expr.norm.encode_p(torch.from_numpy(a)).numpy()  # noqa: E731
+            moved += [movement(enc(src[k]), enc(label[k]), enc(pred[k]), mask[k]) for k in range(len(items))]
+        for k, i in enumerate(items):
+            seg = int(data.pairs[i][1] if transfer else data.indices[i])
+            view, real = _segment_score(store, seg, cache)
+            stem = out / f"seg{seg:06d}"
+            for name, arr in (("pred", pred[k]), ("label", label[k])) + ((("source", src[k]),) if transfer else ()):
+                save_midi(decode_performance(view, _fill(arr[real], mask[k][real])), Path(f"{stem}_{name}.mid"))
+            plot_segment(Path(f"{stem}.png"), view.note_array["onset_beat"], pred[k][real], label[k][real],
+                         mask[k][real], src[k][real] if transfer else None, title=f"segment {seg}")
+            report.files += [Path(f"{stem}_pred.mid"), Path(f"{stem}.png")]
+        if frames:
+            from .plots import animate_denoising
+
+            view, real = _segment_score(store, int(data.pairs[0][1] if transfer else data.indices[0]), cache)
+            decoded = [expr.norm.decode_p(f[None])[0].numpy()[real] for f in frames]
+            report.files.append(animate_denoising(out / "denoising.gif", view.note_array["onset_beat"], decoded))
+        if progress:
+            progress("sample", min(n, b0 + batch_size), n)
+    P, L, M = np.concatenate(preds), np.concatenate(labels), np.concatenate(masks)
+    metrics = segment_curve_scores(P, L, M)
+    for name, j in (("tempo", 0), ("velocity", 1)):
+        a = np.log(np.maximum(P[..., 0], 1e-6)) if j == 0 else P[..., 1] * 127
+        b = np.log(np.maximum(L[..., 0], 1e-6)) if j == 0 else L[..., 1] * 127
+        metrics[f"{name}_l1"] = float(np.abs(a - b)[M].mean())
+    nP = expr.norm.encode_p(torch.from_numpy(P)).numpy()
+    nL = expr.norm.encode_p(torch.from_numpy(L)).numpy()
+    for j, name in enumerate(store.meta["p_codec_names"]):
+        metrics[f"mse_norm_{name}"] = float(((nP[..., j] - nL[..., j])[M] ** 2).mean())
+    if transfer:
+        metrics["transfer_movement"] = float(np.nanmean(moved))
+        metrics["sample_steps_frac"] = sample_steps_frac
+    report.metrics, report.segments = metrics, n
+    write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **metrics})
+    report.files.append(out / "metrics.json")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _fill(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Give unplayed notes (of a label) the values of their nearest played note, for decoding."""
+    p = p.copy()
+    played = np.flatnonzero(mask)
+    if len(played) == 0 or len(played) == len(p):
+        return p
+    nearest = played[np.clip(np.searchsorted(played, np.arange(len(p))), 0, len(played) - 1)]
+    p[~mask] = p[nearest[~mask]]
+    return p
