@@ -110,3 +110,35 @@ def human_ceiling(onset_beat: np.ndarray, humans: list[Performance]) -> dict[str
         return None
     per_human = [score_against_humans(onset_beat, h, humans[:i] + humans[i + 1:]) for i, h in enumerate(humans)]
     return median_over(per_human)
+
+
+def boundary_jumps(onset_beat: np.ndarray, p_codec: np.ndarray, edges: list[int]) -> dict[str, float]:
+    """Mean jump of log tempo and velocity between consecutive score onsets, at window edges vs inside.
+
+    Parameters
+    ----------
+    onset_beat : (n,)
+        Score onsets (canonical note order, non-decreasing).
+    p_codec : (n, 5)
+        A rendered p_codec.
+    edges : list of int
+        Note positions where a window starts or ends.
+
+    Returns
+    -------
+    dict
+        ``tempo_edge``, ``tempo_inside``, ``velocity_edge``, ``velocity_inside`` (mean |difference|
+        of the per-onset curves, log BPM and MIDI velocity).
+    """
+    u, group = np.unique(onset_beat, return_inverse=True)
+    perf = Performance(p_codec, np.ones(len(p_codec), dtype=bool))
+    tempo, velocity = onset_curves(onset_beat, perf)
+    # an onset pair (g, g + 1) straddles an edge when a window edge note falls in group g + 1
+    edge_groups = {int(group[e]) for e in edges if 0 < e < len(group) and group[e] != group[e - 1]}
+    at_edge = np.array([g + 1 in edge_groups for g in range(len(u) - 1)])
+    out = {}
+    for name, curve in (("tempo", np.log(tempo)), ("velocity", velocity)):
+        d = np.abs(np.diff(curve))
+        out[f"{name}_edge"] = float(np.nanmean(d[at_edge])) if at_edge.any() else float("nan")
+        out[f"{name}_inside"] = float(np.nanmean(d[~at_edge])) if (~at_edge).any() else float("nan")
+    return out

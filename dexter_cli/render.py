@@ -153,7 +153,10 @@ def _render(
                     callback=cb,
                     wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
     timings["sample"] = time.perf_counter() - t0
+    from .diffusion.windows import window_starts
 
+    starts = window_starts(n, N, stride)
+    timings["window_edges"] = sorted({e for s in starts for e in (s, min(n, s + N))} - {0, n})
     return score, p, timings
 
 

@@ -166,3 +166,15 @@ def test_from_with_automatic_alignment_and_from_another_piece(checkpoint, shared
         render_score(piece / "xml_score.musicxml", tmp_path / "other.mid", checkpoint=checkpoint,
                      from_performance=shared_datasets / "vienna4x22/match/Mozart_K331_1st-mov_p01.match")
     assert not (tmp_path / "other.mid").exists()
+
+
+def test_boundary_jumps_find_a_step_at_a_window_edge():
+    from dexter_cli.evaluate import boundary_jumps
+
+    onset = np.repeat(np.arange(20.0), 2)  # 20 onsets, two notes each
+    p = np.zeros((40, 5))
+    p[:, 0] = 0.5
+    p[:, 1] = np.where(np.arange(40) < 20, 0.3, 0.6)  # a velocity step at note 20
+    j = boundary_jumps(onset, p, edges=[20])
+    assert j["velocity_edge"] == pytest.approx(0.3 * 127) and j["velocity_inside"] == 0
+    assert j["tempo_edge"] == 0 and j["tempo_inside"] == 0

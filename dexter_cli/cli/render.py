@@ -20,6 +20,7 @@ def render(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
+    overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
     as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded)."),
     save_codec: Optional[Path] = typer.Option(None, "--save-codec", help="Also write the predicted p_codec (.npz or .csv)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG of the tempo and velocity curves."),
@@ -49,7 +50,7 @@ def render(
     t0 = time.perf_counter()
     with stage_progress(quiet) as progress:
         res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
-                           seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written,
+                           seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written, overlap=overlap,
                            save_codec=save_codec, plot=plot, from_performance=from_, alignment=alignment,
                            strength=strength, progress=progress)
     if not quiet:
