@@ -198,7 +198,7 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
 
     from .checkpoint import load_inference
     from .data.codec import C_CODEC_NAMES, P_CODEC_NAMES
-    from .data.scores import S_CODEC_NAMES
+    from .data.vocab import S_CODEC_NAMES
     from .errors import DexterError
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT

@@ -39,7 +39,7 @@ from ..fileio import save_npy, write_json, write_text
 from .codec import C_CODEC_NAMES, P_CODEC_NAMES
 from .layouts import PerformanceSource
 from .parts import Parts
-from .scores import S_CODEC_NAMES
+from .vocab import S_CODEC_NAMES
 from .split import SPLITS, assign_split
 
 CODEC_VERSION = 1

@@ -1,0 +1,53 @@
+"""Whole-piece continuity: jumps of log tempo and velocity at window edges vs inside windows.
+
+    python scripts/bench_continuity.py --checkpoint DIR [--scores a.musicxml,b.musicxml] [--overlaps 0,0.25,0.5]
+
+overlap 0 renders independent windows (the original DExter's fixed segments); larger overlaps
+reconcile the windows at every step. Prints, per overlap, the mean jumps (edge / inside; a ratio
+near or below 1 means no seam) and the sampling time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+from dexter_cli.evaluate import boundary_jumps
+from dexter_cli.render import _render
+
+DEFAULT_SCORES = ["asap/Bach/Fugue/bwv_848/xml_score.musicxml", "asap/Chopin/Etudes_op_10/12/xml_score.musicxml",
+                  "asap/Beethoven/Piano_Sonatas/26-3/xml_score.musicxml"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--scores", default=None)
+    ap.add_argument("--overlaps", default="0,0.25,0.5")
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    root = Path(os.environ.get("DEXTER_DATASETS", "../shared/datasets"))
+    scores = args.scores.split(",") if args.scores else [str(root / s) for s in DEFAULT_SCORES]
+    results = {}
+    for ov in (float(x) for x in args.overlaps.split(",")):
+        rows = []
+        for path in scores:
+            for seed in range(args.seeds):
+                score, p, t = _render(Path(path), checkpoint=args.checkpoint, seed=seed, overlap=ov)
+                j = boundary_jumps(score.note_array["onset_beat"], p[0], t["window_edges"])
+                rows.append({**j, "sample_s": t["sample"]})
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        med["tempo_ratio"] = med["tempo_edge"] / med["tempo_inside"]
+        med["velocity_ratio"] = med["velocity_edge"] / med["velocity_inside"]
+        results[ov] = med
+        print(f"overlap {ov}: tempo jump edge/inside {med['tempo_edge']:.4f}/{med['tempo_inside']:.4f} "
+              f"(x{med['tempo_ratio']:.2f}), velocity {med['velocity_edge']:.2f}/{med['velocity_inside']:.2f} "
+              f"(x{med['velocity_ratio']:.2f}), sampling {med['sample_s']:.2f} s", flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
