@@ -169,6 +169,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     step = int(state["step"]) if state is not None else 0
     best = float(state.get("best_valid", float("inf"))) if state is not None else float("inf")
     nonfinite_total = int(state.get("nonfinite_steps", 0)) if state is not None else 0
+    seconds_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
+    elapsed = lambda: seconds_before + time.perf_counter() - t_start  # noqa: E731  (over resumes)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -192,8 +194,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         if accelerator.is_main_process:
             save_training_state(state_dir, model=accelerator.unwrap_model(model).state_dict(), ema=ema,
                                 optimizer=optimizer.state_dict(), step=step, config=cfg.to_dict(),
-                                extra={"best_valid": best, "nonfinite_steps": nonfinite_total})
-            export_inference(run_dir / "checkpoints" / "last", ema, checkpoint_config(cfg, store, step))
+                                extra={"best_valid": best, "nonfinite_steps": nonfinite_total,
+                                       "train_seconds": elapsed()})
+            export_inference(run_dir / "checkpoints" / "last", ema,
+                             checkpoint_config(cfg, store, step, train_seconds=elapsed()))
         accelerator.wait_for_everyone()
 
     def evaluate() -> dict:
@@ -292,7 +296,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                     if ev.get("valid_loss", float("inf")) < best:
                         best = ev["valid_loss"]
                         export_inference(run_dir / "checkpoints" / "best", ema,
-                                         checkpoint_config(cfg, store, step, valid_loss=best))
+                                         checkpoint_config(cfg, store, step, valid_loss=best,
+                                                           train_seconds=elapsed()))
                     if progress:
                         progress(step, cfg.optim.max_steps, {"step": step, **ev})
                 model.train()
@@ -304,7 +309,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                 raise TrainingInterrupted(step, stop["signum"])
         save_state()
         if accelerator.is_main_process and not (run_dir / "checkpoints" / "best").exists():
-            export_inference(run_dir / "checkpoints" / "best", ema, checkpoint_config(cfg, store, step))
+            export_inference(run_dir / "checkpoints" / "best", ema,
+                             checkpoint_config(cfg, store, step, train_seconds=elapsed()))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

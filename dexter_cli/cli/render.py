@@ -69,9 +69,13 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     expr, config = load_expression(checkpoint)
     tr = config.get("training", {})
     if not list_controls:
-        console.print(f"model: {config['model']}", highlight=False)
-        console.print(f"target {config['task'].get('target')}, trained {tr.get('step')} steps on {tr.get('data')} "
-                      f"({tr.get('counts', {}).get('performances', '?')} performances)", highlight=False)
+        counts = tr.get("counts", {})
+        secs = tr.get("train_seconds")
+        console.print(f"model {tr.get('name', checkpoint or 'bundled')}: {config['model']}", highlight=False)
+        console.print(f"target {config['task'].get('target')}; trained {tr.get('step')} steps"
+                      + (f" in {secs / 3600:.1f} h" if secs else "") + (f" on {tr['hardware']}" if tr.get("hardware") else "")
+                      + f"; data {tr.get('data')}: {counts.get('performances', '?')} performances, "
+                      f"{counts.get('notes', '?')} notes, {tr.get('pieces_train', '?')} train pieces", highlight=False)
         return
     stats = config["codec"]["stats"]
     table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")

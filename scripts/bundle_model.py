@@ -1,0 +1,37 @@
+"""Ship a trained checkpoint as the bundled default model (dexter_cli/assets/default).
+
+    python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v1] [--hardware "..."]
+
+Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
+the checkpoint config, verified by loading it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+from dexter_cli.checkpoint import export_inference, load_inference
+from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoint")
+    ap.add_argument("--name", default="dexter-default-v1")
+    ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, 2 cores")
+    args = ap.parse_args()
+    state, config = load_inference(Path(args.checkpoint))
+    run_dir = Path(args.checkpoint).parents[1]
+    config["training"].update({"name": args.name, "hardware": args.hardware, "run_dir": str(run_dir)})
+    for k in ("format", "sha256"):
+        config.pop(k, None)
+    export_inference(DEFAULT_CHECKPOINT, state, config)
+    expr, cfg = load_expression(None)
+    size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir())
+    print(f"bundled {args.name}: step {cfg['training']['step']}, {size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
+
+
+if __name__ == "__main__":
+    main()
