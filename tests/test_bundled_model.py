@@ -1,0 +1,68 @@
+"""The bundled default model: renders out of the box, continuously, and follows its controls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dexter_cli.engine import DEFAULT_CHECKPOINT
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "model.safetensors").is_file(),
+                                reason="no bundled model in dexter_cli/assets/default yet")
+
+BWV848 = "asap/Bach/Fugue/bwv_848/xml_score.musicxml"
+
+
+def test_cli_renders_partituras_example_with_the_bundled_model(tmp_path):
+    import partitura as pt
+
+    out = tmp_path / "out.mid"
+    r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", pt.EXAMPLE_MUSICXML, "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len(pt.load_performance_midi(str(out)).note_array()) == len(pt.load_score(pt.EXAMPLE_MUSICXML).note_array())
+    r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", "--info"], capture_output=True, text=True)
+    assert r.returncode == 0 and "trained" in r.stdout
+
+
+@pytest.mark.slow
+def test_real_score_renders_without_seams(shared_datasets, tmp_path):
+    from dexter_cli.evaluate import boundary_jumps
+    from dexter_cli.render import _render
+
+    rows = []
+    for seed in range(3):
+        score, p, t = _render(shared_datasets / BWV848, seed=seed, overlap=0.5)
+        rows.append(boundary_jumps(score.note_array["onset_beat"], p[0], t["window_edges"]))
+    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    assert med["tempo_edge"] <= med["tempo_inside"], med
+    assert med["velocity_edge"] <= med["velocity_inside"], med
+
+
+CONTROLS = ["tempo_level", "rubato", "loudness", "dynamic_range", "articulation", "pedal_amount", "asynchrony"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONTROLS)
+def test_each_control_moves_its_descriptor_monotonically(shared_datasets, name):
+    from dexter_cli.data.codec import C_BUILTIN_NAMES, control_features
+    from dexter_cli.data.decode import decode_performance
+    from dexter_cli.render import _render
+
+    measured = []
+    for v in (-2, -1, 0, 1, 2):
+        score, p, _ = _render(shared_datasets / BWV848, controls=[f"{name}={v}"], seed=0, num_samples=2)
+        vals = []
+        for q in p:
+            onset = score.note_array["onset_beat"].astype(float)
+            na = decode_performance(score, q).note_array()
+            when = dict(zip(na["id"].astype(str), na["onset_sec"]))
+            perf_onset = np.array([when[i] for i in score.note_ids])
+            c = control_features(onset, q.astype(float), np.ones(len(q), bool), perf_onset)
+            vals.append(c[:, C_BUILTIN_NAMES.index(name)].mean())
+        measured.append(float(np.mean(vals)))
+    assert all(b > a for a, b in zip(measured, measured[1:])), (name, measured)
