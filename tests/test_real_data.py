@@ -164,7 +164,10 @@ def test_cli_bad_arguments_give_one_line_and_nonzero_exit(tmp_path):
         (("codec", "--datasets", "foo", "--out", str(tmp_path / "s")), "unknown dataset"),
         (("codec", "--shard", "3/2", "--out", str(tmp_path / "s")), "--shard"),
         (("pair", "--data", str(tmp_path / "missing")), "no codec store"),
-        (("train",), "not available yet"),
+        (("train", "--data", str(tmp_path / "missing")), "no codec store"),
+        (("render", str(tmp_path / "missing.musicxml"), "--checkpoint", str(tmp_path)), "no checkpoint"),
+        (("evaluate", "--data", str(tmp_path / "missing")), "no codec store"),
+        (("test", "--data", str(tmp_path / "missing"), "--checkpoint", str(tmp_path)), "no codec store"),
     ]:
         r = _dexter(*args, cwd=tmp_path)
         assert r.returncode != 0

@@ -218,3 +218,35 @@ def test_transfer_noises_the_target_with_the_paired_source(store_path):
     assert torch.allclose(seen["c"], dc, atol=1e-5)
     # eps-prediction target is the source: a zero output costs |source|
     assert out["diffusion"].item() > 0
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(store_path, tmp_path, monkeypatch):
+    from dexter_cli import engine
+
+    real = engine.Expression.loss
+    calls = {"n": 0}
+
+    def flaky(self, batch, generator, device="cpu"):
+        out = real(self, batch, generator, device)
+        calls["n"] += 1
+        if calls["n"] in (3, 4):  # two bad steps, then healthy again
+            out = {**out, "loss": out["loss"] * float("nan")}
+        return out
+
+    monkeypatch.setattr(engine.Expression, "loss", flaky)
+    res = train(cfg_for(store_path, tmp_path / "a", "optim.max_steps=8", "eval.every=100"))
+    assert res.nonfinite_steps == 2 and res.step == 8
+    from safetensors.torch import load_file
+    assert all(torch.isfinite(v).all() for v in load_file(str(tmp_path / "a/state/model.safetensors")).values())
+
+    monkeypatch.setattr(engine.Expression, "loss", lambda self, b, g, device="cpu": {
+        "loss": torch.tensor(float("nan"), requires_grad=True), "diffusion": torch.tensor(0.0), "recon": torch.tensor(0.0)})
+    with pytest.raises(DexterError, match="non-finite losses in a row"):
+        train(cfg_for(store_path, tmp_path / "b", "optim.max_nonfinite=3"))
+
+
+def test_gradient_accumulation_matches_one_big_batch_in_shape_and_runs(store_path, tmp_path):
+    res = train(cfg_for(store_path, tmp_path / "acc", "optim.grad_accum=2", "optim.max_steps=4"))
+    assert res.step == 4
+    with pytest.raises(DexterError, match="must divide"):
+        train(cfg_for(store_path, tmp_path / "bad", "optim.grad_accum=3", "optim.max_steps=2"))
