@@ -161,7 +161,7 @@ class Expression:
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
         z = fn(wrap(self.denoise) if wrap else self.denoise, x, self.schedule, cond=cond, uncond=uncond, guidance=guidance,
                prediction=self.prediction, steps=steps, t_start=t_start, generator=generator,
-               callback=callback, **kwargs)
+               callback=callback, clip_x0=self.norm.clip, **kwargs)
         z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5)
         return self.norm.decode_p(z) * mask[..., None].float()
 

@@ -138,3 +138,22 @@ def test_unknown_choices_list_the_valid_ones():
     from dexter_cli.diffusion import get_sampler
     with pytest.raises(DexterError, match="dpm\\+\\+, ddim, ddpm"):
         get_sampler("euler")
+
+
+def test_clip_x0_bounds_the_predicted_data_and_keeps_eps_consistent(sched):
+    from dexter_cli.diffusion.samplers import predict
+
+    x = torch.randn(2, 8, 5, dtype=torch.float64)
+    ab = sched.ab(torch.tensor([999, 999]))
+    out = torch.full_like(x, 0.3)  # an eps error at t = T: x0_hat = (x - s * eps) / a explodes
+    eps, x0 = predict("eps", out, x, ab, None)
+    assert x0.abs().max() > 20
+    eps_c, x0_c = predict("eps", out, x, ab, 5.0)
+    assert x0_c.abs().max() <= 5.0
+    a = ab.reshape(-1, 1, 1).to(x.dtype)
+    assert torch.allclose(a.sqrt() * x0_c + (1 - a).sqrt() * eps_c, x)  # still x_t = sqrt(ab) x0 + sqrt(1-ab) eps
+    # an exact denoiser is untouched by a bound its data never reaches
+    x_T = torch.randn(2, 8, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a1 = sample_dpmpp_2m(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=20)
+    a2 = sample_dpmpp_2m(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=20, clip_x0=50.0)
+    assert torch.allclose(a1, a2)

@@ -3,12 +3,13 @@
 Every sampler has the signature::
 
     sample_x(denoiser, x, schedule, *, cond, uncond=None, guidance=1.0, prediction="eps",
-             steps=..., t_start=None, generator=None, callback=None) -> x0
+             steps=..., t_start=None, generator=None, callback=None, clip_x0=None) -> x0
 
 ``denoiser(x_t, t, cond) -> output`` is the network (output in the ``prediction``
 parametrisation). ``cond`` and ``uncond`` are dicts of batch-first tensors; with
 ``uncond`` given and ``guidance != 1`` the two passes run as one batch and are
 combined by classifier-free guidance, ``out = out_u + w (out_c - out_u)``.
+``clip_x0`` bounds the predicted clean data (and recomputes eps from it).
 ``x`` is x_{t_start} (pure noise when ``t_start`` is None, i.e. T - 1), so the
 same functions start from a partly noised performance (variation) or from a
 source performance (transfer).
@@ -44,6 +45,19 @@ def guided(denoiser: Denoiser, x: torch.Tensor, t: int, cond: dict, uncond: dict
     return out_u + guidance * (out_c - out_u)
 
 
+def predict(prediction: str, out: torch.Tensor, x: torch.Tensor, ab: torch.Tensor,
+            clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps_hat, x0_hat) from a network output; with ``clip_x0``, x0_hat is clipped to the data
+    range and eps_hat recomputed from it (DDPM's clip_sample, DPM-Solver++'s thresholding): an
+    eps error at high noise is multiplied by sqrt(1 - ab) / sqrt(ab), up to ~150 at t = T."""
+    eps, x0 = to_eps_x0(prediction, out, x, ab)
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+        abb = _bcast(ab, x)
+        eps = (x - abb.sqrt() * x0) / (1 - abb).sqrt().clamp(min=1e-12)
+    return eps, x0
+
+
 def timesteps(schedule: Schedule, steps: int, t_start: int | None = None) -> list[int]:
     """``steps`` decreasing integer steps from ``t_start`` (default T - 1) to 0."""
     t0 = schedule.T - 1 if t_start is None else int(t_start)
@@ -77,7 +91,8 @@ def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
 @torch.no_grad()
 def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond: dict, uncond: dict | None = None,
                 guidance: float = 1.0, prediction: str = "eps", steps: int | None = None, t_start: int | None = None,
-                generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, callback: Callback | None = None,
+                clip_x0: float | None = None) -> torch.Tensor:
     """Ancestral DDPM sampling (Ho et al., 2020), every step from t_start to 0 (``steps`` is ignored).
 
     ``x_{t-1} = mu_t(x_t, x0_hat) + sigma_t z``, with the posterior
@@ -88,7 +103,7 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
     for i, t in enumerate(ts):
         out = guided(denoiser, x, t, cond, uncond, guidance)
         ab_t, ab_prev = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t - 1))
-        _, x0 = to_eps_x0(prediction, out, x, ab_t)
+        _, x0 = predict(prediction, out, x, ab_t, clip_x0)
         beta = schedule.betas[t]
         c0 = ab_prev.sqrt() * beta / (1 - ab_t)
         ct = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)
@@ -105,7 +120,7 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
 def sample_ddim(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond: dict, uncond: dict | None = None,
                 guidance: float = 1.0, prediction: str = "eps", steps: int = 50, t_start: int | None = None,
                 eta: float = 0.0, generator: torch.Generator | None = None,
-                callback: Callback | None = None) -> torch.Tensor:
+                callback: Callback | None = None, clip_x0: float | None = None) -> torch.Tensor:
     """DDIM (Song et al., 2021); ``eta = 0`` deterministic, ``eta = 1`` DDPM-like.
 
     ``x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z``,
@@ -116,7 +131,7 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         out = guided(denoiser, x, t, cond, uncond, guidance)
         ab_t, ab_prev = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t_prev))
-        eps, x0 = to_eps_x0(prediction, out, x, ab_t)
+        eps, x0 = predict(prediction, out, x, ab_t, clip_x0)
         sigma = eta * ((1 - ab_prev) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_prev).sqrt()
         x = _bcast(ab_prev.sqrt(), x) * x0 + _bcast((1 - ab_prev - sigma ** 2).clamp(min=0).sqrt(), x) * eps
         if eta > 0 and t_prev >= 0:
@@ -129,7 +144,8 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
 @torch.no_grad()
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond: dict, uncond: dict | None = None,
                     guidance: float = 1.0, prediction: str = "eps", steps: int = 20, t_start: int | None = None,
-                    generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, callback: Callback | None = None,
+                clip_x0: float | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al., 2022), multistep second order in the data (x0) prediction.
 
     With ``alpha = sqrt(ab)``, ``sigma = sqrt(1 - ab)``, ``lambda = log(alpha / sigma)`` and
@@ -143,7 +159,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, 
         t_next = ts[i + 1] if i + 1 < len(ts) else -1
         out = guided(denoiser, x, t, cond, uncond, guidance)
         ab_t, ab_next = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t_next))
-        _, x0 = to_eps_x0(prediction, out, x, ab_t)
+        _, x0 = predict(prediction, out, x, ab_t, clip_x0)
         if t_next < 0:  # sigma_next = 0: the first-order step lands on x0_hat
             x = x0
         else:
