@@ -62,12 +62,13 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
 
 
 def separate_repeated_keys(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray,
-                           gap: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
+                           gap: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
     """Make every note of a key end before that key is struck again (as on a piano).
 
     MIDI cannot hold two overlapping notes of one pitch: a reader would pair the
     note-offs wrongly or merge them. A note is cut ``gap`` before the next onset of
-    its pitch; a unison struck twice at once is spread by ``2 * gap``.
+    its pitch; a unison struck twice at once is spread by ``2 * gap``. ``gap`` is a few
+    MIDI ticks (1 tick ~ 1 ms at 480 ppq), so no note-off shares a tick with the next note-on.
     """
     onsets, durations = onsets.astype(np.float64).copy(), durations.astype(np.float64).copy()
     for pitch in np.unique(pitches):
