@@ -16,6 +16,7 @@ transfer
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -176,7 +177,7 @@ def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Express
                       recon_weight=task.get("recon_weight", 0.2))
 
 
-DEFAULT_CHECKPOINT = __import__("pathlib").Path(__file__).parent / "assets" / "default"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "default"
 
 
 def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
@@ -194,8 +195,6 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     DexterError
         No such checkpoint, a damaged one, or one that does not fit this codec.
     """
-    from pathlib import Path
-
     from .checkpoint import load_inference
     from .data.codec import C_CODEC_NAMES, P_CODEC_NAMES
     from .data.vocab import S_CODEC_NAMES

@@ -54,7 +54,6 @@ class Piece:
 def store_pieces(store: CodecStore, split: str = "test", limit: int | None = None) -> list[Piece]:
     """The scores of a split with their human performances rebuilt from the real segments."""
     scores = store.scores
-    offsets = np.array([s["offset"] for s in scores])
     seg_idx = store.split_indices(split, synthetic=False)
     by_perf: dict[int, list[int]] = {}
     for i in seg_idx:
@@ -63,8 +62,7 @@ def store_pieces(store: CodecStore, split: str = "test", limit: int | None = Non
     names = {int(store.seg_perf[i]): store.index[i]["performance"] for i in seg_idx}
     onset_col = store.meta["s_codec_names"].index("onset_beat")
     for perf, segs in sorted(by_perf.items()):
-        first = int(np.asarray(store.s_index[segs[0]])[0])
-        sid = int(np.searchsorted(offsets, first, side="right") - 1)
+        sid = store.score_of(segs[0])
         entry = scores[sid]
         n = entry["n_notes"]
         if sid not in pieces:
@@ -148,12 +146,15 @@ class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core)."""
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0):
-        self.checkpoint, self.sampler, self.steps, self.seed = checkpoint, sampler, steps, seed
+        from .engine import load_expression
+
+        self.sampler, self.steps, self.seed = sampler, steps, seed
+        self.loaded = load_expression(checkpoint)  # once, not per piece
 
     def __call__(self, piece: Piece) -> Performance:
         from .render import render_piece_codec
 
-        p, note_ids = render_piece_codec(piece.path, checkpoint=self.checkpoint, unfold=piece.entry["unfolded"],
+        p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
                                          sampler=self.sampler, steps=self.steps, seed=self.seed)
         if list(note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")

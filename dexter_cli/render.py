@@ -92,8 +92,10 @@ def _render(
     alignment: Path | None = None,
     strength: float = 0.5,
     progress: Progress | None = None,
+    loaded: tuple | None = None,
 ) -> tuple[object, np.ndarray, dict]:
-    """Sample p_codecs of a whole score; see :func:`render_score` for the parameters."""
+    """Sample p_codecs of a whole score; see :func:`render_score` for the parameters.
+    ``loaded`` is a ``load_expression`` result to reuse across scores."""
     from .data.codec import C_CODEC_NAMES
     from .data.scores import load_score, score_features
     from .diffusion import get_sampler
@@ -111,7 +113,7 @@ def _render(
     get_sampler(sampler)  # validates the name
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    expr, config = load_expression(checkpoint)
+    expr, config = loaded if loaded is not None else load_expression(checkpoint)
     c_names = list(C_CODEC_NAMES)
     ctrl = parse_controls(controls or [], c_names)
     timings["load_model"] = time.perf_counter() - t0
@@ -262,6 +264,7 @@ def source_codecs(score, score_path: Path, perf_path: Path, alignment: Path | No
     """Encode the ``--from`` performance against the score: its p_codec (unplayed notes filled
     from their neighbours) and c_codec. Returns the score view that the alignment uses."""
     from .data.align import auto_align, check_coverage, load_performance
+    from .data.codec import fill_unplayed
     from .data.encode import encode_performance, matched_pairs, needs_unfolding
     from .data.layouts import PerformanceSource
     from .data.scores import load_score
@@ -274,11 +277,7 @@ def source_codecs(score, score_path: Path, perf_path: Path, alignment: Path | No
     check_coverage(al, score, perf, perf_path.name)
     src = PerformanceSource("input", "", perf_path.stem, score_path, perf_path, alignment, perf_path.parent)
     enc = encode_performance(src, score, perf, al)
-    p = enc.p_codec.astype(np.float32).copy()
-    played = np.flatnonzero(enc.mask)
-    for j in range(p.shape[1]):  # unplayed notes take the value of the nearest played note
-        nearest = played[np.clip(np.searchsorted(played, np.arange(len(p))), 0, len(played) - 1)]
-        p[~enc.mask, j] = p[nearest[~enc.mask], j]
+    p = fill_unplayed(enc.p_codec.astype(np.float32), enc.mask)
     return score, {"p_codec": p, "c_codec": enc.c_codec.astype(np.float32), "mask": enc.mask}
 
 

@@ -35,12 +35,9 @@ def _segment_score(store, seg: int, cache: dict):
     """The LoadedScore view of one segment's notes (for decoding)."""
     from .data.scores import LoadedScore, load_score
 
-    scores = store.scores
-    offsets = np.array([s["offset"] for s in scores])
-    first = int(np.asarray(store.s_index[seg])[0])
-    sid = int(np.searchsorted(offsets, first, side="right") - 1)
+    sid = store.score_of(seg)
     if sid not in cache:
-        e = scores[sid]
+        e = store.scores[sid]
         cache[sid] = load_score(Path(e["root"]) / e["score"], unfold=e["unfolded"])
         if list(cache[sid].note_ids) != list(e["note_ids"]):
             raise DexterError(f"{e['score']}: the score's notes differ from the store's (re-run dexter codec)")
@@ -65,6 +62,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
              transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
              animate: bool = False, progress: Progress | None = None) -> TestReport:
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
+    from .data.codec import fill_unplayed
     from .data.dataset import PairSet, SegmentSet
     from .data.decode import decode_performance, save_midi
     from .data.store import CodecStore
@@ -114,7 +112,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
             view, real = _segment_score(store, seg, cache)
             stem = out / f"seg{seg:06d}"
             for name, arr in (("pred", pred[k]), ("label", label[k])) + ((("source", src[k]),) if transfer else ()):
-                save_midi(decode_performance(view, _fill(arr[real], mask[k][real])), Path(f"{stem}_{name}.mid"))
+                save_midi(decode_performance(view, fill_unplayed(arr[real], mask[k][real])), Path(f"{stem}_{name}.mid"))
             plot_segment(Path(f"{stem}.png"), view.note_array["onset_beat"], pred[k][real], label[k][real],
                          mask[k][real], src[k][real] if transfer else None, title=f"segment {seg}")
             report.files += [Path(f"{stem}_pred.mid"), Path(f"{stem}.png")]
@@ -144,14 +142,3 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     report.files.append(out / "metrics.json")
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _fill(p: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Give unplayed notes (of a label) the values of their nearest played note, for decoding."""
-    p = p.copy()
-    played = np.flatnonzero(mask)
-    if len(played) == 0 or len(played) == len(p):
-        return p
-    nearest = played[np.clip(np.searchsorted(played, np.arange(len(p))), 0, len(played) - 1)]
-    p[~mask] = p[nearest[~mask]]
-    return p

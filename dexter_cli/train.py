@@ -9,6 +9,7 @@ stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -89,7 +90,7 @@ def _datasets(cfg: TrainConfig, store: CodecStore):
 def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, **facts) -> dict:
     """The small config stored beside the weights: all inference needs."""
     meta = store.meta
-    return {"model": cfg.model.__dict__ if not hasattr(cfg.model, "to_dict") else cfg.model.to_dict(),
+    return {"model": cfg.model.to_dict(),
             "task": cfg.task.__dict__.copy(),
             "codec": {"version": meta["codec_version"], "max_note_seq": meta["max_note_seq"],
                       "p_codec_names": meta["p_codec_names"], "s_codec_names": meta["s_codec_names"],
@@ -250,7 +251,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                 if accelerator.reduce(finite, "min").item() < 1:
                     bad = True  # non-finite on some process: every process skips this step
                     break
-                ctx = accelerator.no_sync(model) if m + 1 < cfg.optim.grad_accum else _null()
+                ctx = accelerator.no_sync(model) if m + 1 < cfg.optim.grad_accum else contextlib.nullcontext()
                 with ctx:
                     accelerator.backward(out["loss"] / cfg.optim.grad_accum)
                 total += out["loss"].item() / cfg.optim.grad_accum
@@ -316,10 +317,3 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             signal.signal(s, h)
     return TrainResult(run_dir, step, best, nonfinite_total, time.perf_counter() - t_start)
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

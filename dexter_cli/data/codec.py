@@ -37,6 +37,18 @@ C_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+def fill_unplayed(p: np.ndarray, played: np.ndarray) -> np.ndarray:
+    """A copy of ``p`` (n, k) where unplayed notes take the values of the nearest later
+    (else last) played note, so that a codec with gaps can be decoded or denoised."""
+    p = np.array(p, copy=True)
+    idx = np.flatnonzero(played)
+    if len(idx) == 0 or len(idx) == len(p):
+        return p
+    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(p))), 0, len(idx) - 1)]
+    p[~played] = p[nearest[~played]]
+    return p
+
+
 def pedal_at(onsets: np.ndarray, cc_times: np.ndarray, cc_values: np.ndarray) -> np.ndarray:
     """Sustain pedal value (0..1) in force at each onset.
 

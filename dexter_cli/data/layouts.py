@@ -255,33 +255,25 @@ def _find_score(folder: Path) -> Path | None:
     return cands[0] if len(cands) == 1 else None
 
 
+def _atepp_midi(csv: Path) -> Path | None:
+    """The MIDI beside an alignment, or in a parent folder named after the alignment folder."""
+    mids = sorted(csv.parent.glob("*.mid")) + sorted(csv.parent.glob("*.midi"))
+    if len(mids) == 1:
+        return mids[0]
+    for folder in list(csv.parents)[1:4]:
+        stems = [folder.name[: -len(sfx)] for sfx in ("_note_alignments", "_alignment") if folder.name.endswith(sfx)]
+        for stem in stems + [folder.name]:
+            for ext in (".mid", ".midi"):
+                if (folder.parent / f"{stem}{ext}").is_file():
+                    return folder.parent / f"{stem}{ext}"
+    return None
+
+
 def _discover_atepp(root: Path) -> Discovery:
     disc = Discovery("atepp", root)
     for csv in _find(root, "align.csv"):
-        midi, name = None, None
-        here = csv.parent
-        # the MIDI beside the alignment, or in a parent folder named after the alignment folder
-        mids = sorted(here.glob("*.mid")) + sorted(here.glob("*.midi"))
-        if len(mids) == 1:
-            midi, name = mids[0], mids[0].stem
-        else:
-            for folder in list(csv.parents)[1:4]:
-                for suffix in ("_note_alignments", "_alignment", ""):
-                    if suffix and folder.name.endswith(suffix):
-                        stem = folder.name[: -len(suffix)]
-                    elif not suffix:
-                        stem = folder.name
-                    else:
-                        continue
-                    for ext in (".mid", ".midi"):
-                        cand = folder.parent / f"{stem}{ext}"
-                        if cand.is_file():
-                            midi, name = cand, stem
-                            break
-                    if midi:
-                        break
-                if midi:
-                    break
+        midi = _atepp_midi(csv)
+        name = midi.stem if midi else None
         rel = csv.relative_to(root).as_posix()
         if midi is None:
             disc.problems.append(f"{rel}: no performance MIDI beside it")

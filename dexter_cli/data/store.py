@@ -174,10 +174,11 @@ def assemble_store(
         seg = m[k * N: min((k + 1) * N, n_notes)]
         return seg.sum() >= max(1, MIN_PLAYED_FRACTION * len(seg))
 
+    split_of = {piece: assign_split(piece, fractions) for piece in {s.piece for s in perfs}}
     perf_index = {}
     for s, meta, p, c, m, sid in loaded:
         n_notes = scores_meta[sid]["n_notes"]
-        split = assign_split(s.piece, fractions)
+        split = split_of[s.piece]
         perf_index[s.key] = len(perf_index)
         base = {"piece": s.piece, "performance": s.name, "dataset": s.dataset, "score": meta["score"],
                 "split": split, "synthetic": 0, "has_cep": int(meta["has_cep"]), "_perf": perf_index[s.key]}
@@ -190,7 +191,7 @@ def assemble_store(
         # mixup: the mean of two train performances of a score, over the notes both played
         by_score: dict[int, list] = {}
         for item in loaded:
-            if assign_split(item[0].piece, fractions) == "train":
+            if split_of[item[0].piece] == "train":
                 by_score.setdefault(item[5], []).append(item)
         for sid, items in by_score.items():
             n_notes = scores_meta[sid]["n_notes"]
@@ -231,7 +232,7 @@ def assemble_store(
     c_max = c_codec[tm].max(axis=0).tolist() if tm.any() else [0.0] * c_codec.shape[-1]
     train_scores = np.zeros(len(s_codec), dtype=bool)
     for sm in scores_meta:
-        if assign_split(sm["piece"], fractions) == "train":
+        if split_of[sm["piece"]] == "train":
             train_scores[sm["offset"]: sm["offset"] + sm["n_notes"]] = True
     s_mean, s_std = _masked_stats(s_codec, train_scores)
 
@@ -260,7 +261,7 @@ def assemble_store(
         per_dataset[r["dataset"]]["segments"] += 1
     per_split = {sp: int(((seg_split == i) & (seg_synth == 0)).sum()) for i, sp in enumerate(SPLITS)}
     per_split["train_synthetic"] = int(seg_synth.sum())
-    pieces = {sp: sorted({s.piece for s, *_ in loaded if assign_split(s.piece, fractions) == sp}) for sp in SPLITS}
+    pieces = {sp: sorted(pc for pc, x in split_of.items() if x == sp) for sp in SPLITS}
 
     meta = {
         "codec_version": CODEC_VERSION,
@@ -337,6 +338,13 @@ class CodecStore:
         if not hasattr(self, "_scores"):
             self._scores = json.loads((self.path / "scores.json").read_text())
         return self._scores
+
+    def score_of(self, segment: int) -> int:
+        """Index into :attr:`scores` of the score a segment belongs to."""
+        if not hasattr(self, "_offsets"):
+            self._offsets = np.array([s["offset"] for s in self.scores])
+        first = int(np.asarray(self.s_index[segment])[0])
+        return int(np.searchsorted(self._offsets, first, side="right") - 1)
 
     def split_indices(self, split: str, synthetic: bool = True) -> np.ndarray:
         """Segment indices of a split (``train``/``valid``/``test``)."""
