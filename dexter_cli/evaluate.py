@@ -7,6 +7,14 @@ median, compared in log BPM: tempo_dev is the mean |log ratio|) and velocity
 (mean MIDI velocity). Each metric is reported as the median over all human
 references of the piece, next to the same metric computed leave-one-out
 between the human performances themselves: the human-to-human ceiling.
+
+Beyond the curves: partitura's performance features per note (``Performance.features``,
+computed by ``data.perf_features``): asynchrony delta and pitch correlation, the
+articulation key-overlap ratio, the pedal value at onsets, each compared by the
+deviation of means (``_dev``), the KL divergence (``_kl``) and per-note correlation
+(``_r``); and dynamics features: the agreement of the velocity curve with the score's
+dynamics markings (Spearman r between marked level and velocity per onset) and the
+tempo-velocity correlation of the performance, with their deviation from the human's.
 """
 
 from __future__ import annotations
@@ -19,7 +27,11 @@ from .metrics import pearson
 
 CURVE_METRICS = ("tempo_r", "tempo_dev", "tempo_kl", "velocity_r", "velocity_dev", "velocity_kl")
 NOTE_METRICS = ("timing_kl", "articulation_kl", "pedal_kl")
-METRICS = CURVE_METRICS + NOTE_METRICS
+FEATURE_METRICS = ("async_delta_dev", "async_delta_kl", "async_delta_r", "async_pitch_cor_dev", "async_pitch_cor_kl",
+                   "kor_dev", "kor_kl", "kor_r", "pedal_onset_dev", "pedal_onset_kl", "pedal_onset_r")
+DYNAMICS_METRICS = ("dyn_agreement", "dyn_agreement_dev", "tempo_vel_r", "tempo_vel_dev")
+METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS
+DYN_LEVELS = ("dyn_ppp", "dyn_pp", "dyn_p", "dyn_mp", "dyn_mf", "dyn_f", "dyn_ff", "dyn_fff")  # softest first
 TEMPO_CLIP = 4.0  # per-onset tempo kept within [median / 4, median * 4]
 
 
@@ -29,6 +41,7 @@ class Performance:
 
     p_codec: np.ndarray  # (n, 5) raw
     mask: np.ndarray  # (n,) bool
+    features: dict[str, np.ndarray] | None = None  # per-note performance features (data.perf_features)
 
 
 def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray, np.ndarray]:
@@ -65,11 +78,16 @@ def kl_divergence(p_values: np.ndarray, q_values: np.ndarray, bins: int = 32) ->
     return float(np.sum(p * np.log(p / q)))
 
 
-def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance) -> dict[str, float]:
-    """Every metric of ``pred`` against one reference performance."""
+def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance,
+            dyn_level: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric of ``pred`` against one reference performance.
+
+    ``dyn_level`` (per distinct onset, NaN where unmarked; see ``dynamics_levels``) enables
+    the marking agreement; feature metrics need ``features`` on both performances (NaN otherwise).
+    """
     t_p, v_p = onset_curves(onset_beat, pred)
     t_r, v_r = onset_curves(onset_beat, ref)
-    out = {}
+    out = {k: float("nan") for k in METRICS}
     # tempo is compared in log BPM (ratios, as a listener hears them); velocity in MIDI units
     for name, a, b in (("tempo", np.log(t_p), np.log(t_r)), ("velocity", v_p, v_r)):
         ok = np.isfinite(a) & np.isfinite(b)
@@ -84,7 +102,64 @@ def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance) -> dict
     m_p, m_r = pred.mask.astype(bool), ref.mask.astype(bool)
     for name, j in (("timing", 2), ("articulation", 3), ("pedal", 4)):
         out[f"{name}_kl"] = kl_divergence(ref.p_codec[m_r, j], pred.p_codec[m_p, j])
+    if pred.features is not None and ref.features is not None:
+        for name in ("async_delta", "async_pitch_cor", "kor", "pedal_onset"):
+            a, b = pred.features[name], ref.features[name]
+            fa, fb = np.isfinite(a), np.isfinite(b)
+            if fa.any() and fb.any():
+                out[f"{name}_dev"] = float(abs(np.mean(a[fa]) - np.mean(b[fb])))
+                out[f"{name}_kl"] = kl_divergence(b[fb], a[fa])
+            if f"{name}_r" in out:
+                out[f"{name}_r"] = _flat_aware_r(a, b)
+    for key, mine, theirs in (("dyn_agreement", marking_agreement(v_p, dyn_level), marking_agreement(v_r, dyn_level)),
+                              ("tempo_vel", tempo_velocity_r(t_p, v_p), tempo_velocity_r(t_r, v_r))):
+        out[key if key == "dyn_agreement" else f"{key}_r"] = mine  # the performance's own value
+        out[f"{key}_dev"] = float(abs(mine - theirs))  # NaN when either is undefined
     return out
+
+
+def _flat_aware_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r over the positions where both are finite; 0 for a flat ``a`` (no shaping), NaN if undefined."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.std(b[ok]) < 1e-9:
+        return float("nan")
+    if np.std(a[ok]) < 1e-9:
+        return 0.0
+    return pearson(a[ok], b[ok])
+
+
+def tempo_velocity_r(tempo: np.ndarray, velocity: np.ndarray) -> float:
+    """Pearson r of log tempo and velocity per onset within one performance (0 when either is flat)."""
+    a, b = np.log(tempo), velocity
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return float("nan")
+    if np.std(a[ok]) < 1e-9 or np.std(b[ok]) < 1e-9:
+        return 0.0
+    return pearson(a[ok], b[ok])
+
+
+def dynamics_levels(onset_beat: np.ndarray, s_codec: np.ndarray, names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """The marked dynamic level (0 = ppp .. 7 = fff) per distinct onset; NaN where no marking applies."""
+    cols = [list(names).index(c) for c in DYN_LEVELS]
+    d = np.asarray(s_codec)[:, cols]
+    note_level = np.where(d.max(1) > 0.5, d.argmax(1).astype(float), np.nan)
+    _, group = np.unique(onset_beat, return_inverse=True)
+    level = np.full(group.max() + 1, np.nan)
+    level[group] = note_level  # notes of one onset share their marking
+    return level
+
+
+def marking_agreement(velocity: np.ndarray, level: np.ndarray | None) -> float:
+    """Spearman r between the marked level and the velocity per onset (NaN with < 2 distinct levels)."""
+    from scipy.stats import rankdata
+
+    if level is None:
+        return float("nan")
+    ok = np.isfinite(level) & np.isfinite(velocity)
+    if len(np.unique(level[ok])) < 2:
+        return float("nan")
+    return _flat_aware_r(rankdata(velocity[ok]), rankdata(level[ok]))
 
 
 def median_over(results: list[dict[str, float]]) -> dict[str, float]:
@@ -96,19 +171,22 @@ def median_over(results: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def score_against_humans(onset_beat: np.ndarray, pred: Performance, humans: list[Performance]) -> dict[str, float]:
+def score_against_humans(onset_beat: np.ndarray, pred: Performance, humans: list[Performance],
+                         dyn_level: np.ndarray | None = None) -> dict[str, float]:
     """Median of each metric of ``pred`` over every human reference."""
-    return median_over([compare(onset_beat, pred, h) for h in humans])
+    return median_over([compare(onset_beat, pred, h, dyn_level) for h in humans])
 
 
-def human_ceiling(onset_beat: np.ndarray, humans: list[Performance]) -> dict[str, float] | None:
+def human_ceiling(onset_beat: np.ndarray, humans: list[Performance],
+                  dyn_level: np.ndarray | None = None) -> dict[str, float] | None:
     """Leave-one-out human-to-human values: each human scored against the others, medians.
 
     Returns None for a piece with a single human performance (there is no ceiling to give).
     """
     if len(humans) < 2:
         return None
-    per_human = [score_against_humans(onset_beat, h, humans[:i] + humans[i + 1:]) for i, h in enumerate(humans)]
+    per_human = [score_against_humans(onset_beat, h, humans[:i] + humans[i + 1:], dyn_level)
+                 for i, h in enumerate(humans)]
     return median_over(per_human)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +77,12 @@ def plot_evaluation_summary(path: Path, summary: dict) -> Path:
     from .fileio import atomic_path
 
     renderers = [r for r in summary if r != "human"]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(2.2 * len(METRICS), 3.4))
+    ncols = 6
+    nrows = -(-len(METRICS) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.9 * nrows))
+    axes = axes.ravel()
+    for ax in axes[len(METRICS):]:
+        ax.axis("off")
     for ax, metric in zip(axes, METRICS):
         vals = [summary[r].get(metric, np.nan) for r in renderers]
         ax.bar(range(len(renderers)), np.nan_to_num(vals), color=[f"C{i}" for i in range(len(renderers))])
@@ -108,7 +115,8 @@ def plot_piece_curves(path: Path, piece, preds: dict) -> Path:
     human = [onset_curves(piece.onset_beat, h) for h in piece.humans]
     for ax, j, label in ((axes[0], 0, "tempo (BPM)"), (axes[1], 1, "velocity (MIDI)")):
         H = np.array([h[j] for h in human])
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # onsets no human played are NaN columns
             lo, hi, med = np.nanmin(H, 0), np.nanmax(H, 0), np.nanmedian(H, 0)
         ax.fill_between(x, lo, hi, color="0.85", label=f"{len(human)} humans (range)")
         ax.plot(x, med, color="0.5", lw=0.8, label="human median")

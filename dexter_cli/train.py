@@ -29,7 +29,6 @@ from .data.store import CodecStore
 from .engine import Expression, build_expression
 from .errors import DexterError
 from .metrics import segment_curve_scores
-from .model import ModelConfig
 
 Progress = Callable[[int, int, dict], None]
 

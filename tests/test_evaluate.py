@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from dexter_cli.data import CodecStore, pair_store, run_codec
-from dexter_cli.evaluate import METRICS, Performance, compare, human_ceiling, score_against_humans
-from dexter_cli.evaluation import LinearRenderer, evaluate_store, store_pieces, write_report
+from dexter_cli.data.perf_features import performance_features
+from dexter_cli.data.vocab import S_CODEC_NAMES
+from dexter_cli.evaluate import Performance, compare, dynamics_levels, human_ceiling, marking_agreement
+from dexter_cli.evaluation import evaluate_store, write_report
+from dexter_cli.pieces import store_pieces
+from dexter_cli.renderers import LinearRenderer
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +48,38 @@ def test_a_human_against_itself_is_perfect(mozart):
         assert m[k] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_performance_features_of_a_human_against_itself_are_perfect(mozart):
+    h = mozart.humans[0]
+    h = Performance(h.p_codec, h.mask, performance_features(mozart.score, h.p_codec, h.mask))
+    played = h.mask.astype(bool)
+    for name in ("async_delta", "async_pitch_cor", "kor", "pedal_onset"):
+        assert np.isfinite(h.features[name][played]).mean() > (0.5 if name == "kor" else 0.95), name
+        assert not np.isfinite(h.features[name][~played]).any()
+    assert h.features["async_delta"][played].max() > 0.0  # a pianist's chords are not perfectly together
+    level = dynamics_levels(mozart.onset_beat, mozart.s_codec, S_CODEC_NAMES)
+    assert set(np.unique(level[np.isfinite(level)])) == {2.0}  # this excerpt is marked p throughout
+    m = compare(mozart.onset_beat, h, h, level)
+    for name in ("async_delta", "kor", "pedal_onset"):
+        assert m[f"{name}_r"] == pytest.approx(1.0), name
+    for k in ("async_delta_dev", "async_pitch_cor_dev", "kor_dev", "pedal_onset_dev", "tempo_vel_dev",
+              "async_delta_kl", "kor_kl", "pedal_onset_kl"):
+        assert m[k] == pytest.approx(0.0, abs=1e-12), k
+    assert np.isnan(m["dyn_agreement"])  # one marked level: agreement is undefined, not 0 and not a crash
+    other = mozart.humans[1]
+    other = Performance(other.p_codec, other.mask, performance_features(mozart.score, other.p_codec, other.mask))
+    m2 = compare(mozart.onset_beat, h, other, level)
+    assert m2["async_delta_dev"] > 0 and m2["kor_r"] < 1.0
+
+
+def test_marking_agreement_follows_the_marked_levels():
+    level = np.array([2.0, 2.0, 5.0, 5.0, np.nan, 1.0])
+    assert marking_agreement(np.array([50, 52, 80, 82, 10, 30.0]), level) > 0.9  # ties in the levels keep it below 1
+    assert marking_agreement(np.array([80, 82, 50, 52, 10, 90.0]), level) < -0.8
+    assert marking_agreement(np.full(6, 64.0), level) == 0.0  # flat: no agreement
+    assert np.isnan(marking_agreement(np.arange(6.0), np.full(6, 3.0)))  # one level: undefined
+    assert np.isnan(marking_agreement(np.arange(6.0), None))
+
+
 def test_human_references_are_leave_one_out(mozart):
     a, b = mozart.humans[:2]
     ceiling = human_ceiling(mozart.onset_beat, [a, b])
@@ -69,6 +105,29 @@ def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart,
     assert all(f.read_bytes()[:4] == b"\x89PNG" for f in files if f.suffix == ".png")
     data = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert set(data["summary"]) == {"human", "deadpan", "linear"}
+    # partitura's performance features: deadpan plays every chord together and never pedals
+    assert s["deadpan"]["async_delta_dev"] > s["human"]["async_delta_dev"]
+    assert s["deadpan"]["pedal_onset_r"] == 0.0 and s["human"]["pedal_onset_r"] > 0.0
+    assert s["deadpan"]["tempo_vel_r"] == 0.0 and np.isfinite(s["human"]["tempo_vel_r"])
+    # two processes give the same numbers as one
+    again = evaluate_store(vienna, ["deadpan", "linear"], split="test", workers=2)
+    for r in ("human", "deadpan", "linear"):
+        for k, v in s[r].items():
+            assert again.summary[r][k] == pytest.approx(v, nan_ok=True), (r, k)
+
+
+def test_pieces_list_with_a_bad_row_and_a_lone_performance(vienna, shared_datasets, tmp_path):
+    v = shared_datasets / "vienna4x22"
+    rows = [f"{v}/musicxml/Mozart_K331_1st-mov.musicxml,{v}/match/Mozart_K331_1st-mov_p0{i}.match" for i in (1, 2, 3)]
+    rows.append(f"{v}/musicxml/Mozart_K331_1st-mov.musicxml,{tmp_path}/missing.match")
+    rows.append(f"{v}/musicxml/Chopin_op38.musicxml,{v}/match/Chopin_op38_p01.match")
+    (tmp_path / "pieces.csv").write_text("score,performance\n" + "\n".join(rows) + "\n")
+    report = evaluate_store(vienna, ["deadpan"], pieces_list=tmp_path / "pieces.csv")
+    mozart = [r for r in report.per_piece if r["piece"].startswith("Mozart") and r["renderer"] == "human"]
+    assert mozart[0]["n_humans"] == 3 and mozart[0]["velocity_r"] > 0.3
+    assert any("missing.match" in p and "not found" in p for p in report.problems)
+    assert any("Chopin_op38" in p and "one human performance only" in p for p in report.problems)
+    assert report.summary["deadpan"]["pieces"] == 2  # the lone performance is still a reference
 
 
 def test_external_renderer_is_aligned_and_scored(vienna, shared_datasets, tmp_path):

@@ -15,6 +15,8 @@ def evaluate(
     renderers: str = typer.Option("dexter,deadpan,linear", "--renderers", "-r", help="Comma list: dexter, deadpan, linear, external:DIR."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint of the dexter renderer [default: bundled]."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    pieces: Optional[Path] = typer.Option(None, "--pieces", help="CSV/TSV of score,performance[,alignment] rows to evaluate instead of a split."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes over pieces."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many pieces."),
     sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
     steps: int = typer.Option(20, "--steps", help="Its steps."),
@@ -33,11 +35,12 @@ def evaluate(
 
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     with stage_progress(quiet) as progress:
-        report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, limit=limit, sampler=sampler,
-                                steps=steps, seed=seed, progress=progress)
+        report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
+                                sampler=sampler, steps=steps, seed=seed, workers=workers, progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
-    table = Table(title=f"{split} split of {data}: medians over pieces (per piece: median over its humans)")
+    scope = pieces.name if pieces else f"{split} split of {data}"
+    table = Table(title=f"{scope}: medians over pieces (per piece: median over its humans)")
     table.add_column("metric")
     for name in names:
         table.add_column("human (LOO)" if name == "human" else name, justify="right")

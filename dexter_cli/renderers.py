@@ -1,0 +1,149 @@
+"""Renderers that ``dexter evaluate`` compares: dexter, deadpan, linear, external:DIR.
+
+dexter
+    A checkpoint, rendering whole pieces through render's core.
+deadpan
+    The score's notated tempo (else the training median), constant velocity, no timing
+    deviation, notated durations, no pedal: the floor.
+linear
+    Ridge regression from the normalised s_codec to each normalised p_codec row, fitted
+    on the store's real train segments only (in the spirit of the Basis Mixer).
+external:DIR
+    MIDI files of another system named after the piece, aligned with parangonar.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .data.store import CodecStore
+from .errors import DexterError
+from .evaluate import Performance
+from .pieces import Piece
+
+
+class LinearRenderer:
+    """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments."""
+
+    def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000, seed: int = 0):
+        from .model.normalize import CodecNormalizer
+        import torch
+
+        self.norm = CodecNormalizer(store.meta["stats"])
+        idx = store.split_indices("train", synthetic=False)
+        if len(idx) == 0:
+            raise DexterError("the linear reference needs a non-empty train split")
+        self.fitted_on = idx
+        m = np.asarray(store.mask)[idx]
+        si = np.asarray(store.s_index)[idx][m]
+        X = np.asarray(store.s_codec)[si]
+        Y = np.asarray(store.p_codec)[idx][m]
+        if len(X) > max_rows:
+            keep = np.random.default_rng(seed).choice(len(X), max_rows, replace=False)
+            X, Y = X[keep], Y[keep]
+        Xn = self._features(X)
+        Yn = self.norm.encode_p(torch.from_numpy(np.array(Y, dtype=np.float32))).numpy().astype(np.float64)
+        A = Xn.T @ Xn + alpha * np.eye(Xn.shape[1])
+        A[-1, -1] -= alpha  # the bias is not shrunk
+        self.W = np.linalg.solve(A, Xn.T @ Yn)
+
+    def _features(self, s: np.ndarray) -> np.ndarray:
+        import torch
+
+        z = self.norm.encode_s(torch.from_numpy(np.array(s, dtype=np.float32))).numpy().astype(np.float64)
+        return np.concatenate([np.clip(z, -10, 10), np.ones((len(z), 1))], axis=1)
+
+    def __call__(self, piece: Piece) -> Performance:
+        import torch
+
+        z = torch.from_numpy((self._features(piece.s_codec) @ self.W).astype(np.float32))
+        return Performance(self.norm.decode_p(z).numpy(), np.ones(len(z), dtype=bool))
+
+
+class DeadpanRenderer:
+    """Notated tempo, constant velocity, notated durations, no pedal."""
+
+    def __init__(self, store: CodecStore):
+        st = store.meta["stats"]
+        self.default_bp = float(math.exp(st["p_log_mean"][0]))
+        self.velocity = float(st["p_log_mean"][1])
+
+    def __call__(self, piece: Piece) -> Performance:
+        from .data.scores import notated_beat_period
+
+        bp = None
+        try:
+            bp = notated_beat_period(piece.score)
+        except DexterError:
+            pass
+        n = len(piece.onset_beat)
+        p = np.zeros((n, 5), dtype=np.float32)
+        p[:, 0] = bp or self.default_bp
+        p[:, 1] = self.velocity
+        return Performance(p, np.ones(n, dtype=bool))
+
+
+class DexterRenderer:
+    """Whole-piece rendering with a checkpoint (render's core)."""
+
+    def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0):
+        from .engine import load_expression
+
+        self.sampler, self.steps, self.seed = sampler, steps, seed
+        self.loaded = load_expression(checkpoint)  # once, not per piece
+
+    def __call__(self, piece: Piece) -> Performance:
+        from .render import render_piece_codec
+
+        p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
+                                         sampler=self.sampler, steps=self.steps, seed=self.seed)
+        if list(note_ids) != list(piece.entry["note_ids"]):
+            raise DexterError(f"{piece.key}: the score's notes differ from the store's")
+        return Performance(p[0], np.ones(len(p[0]), dtype=bool))
+
+
+class ExternalRenderer:
+    """MIDI files produced by another system, one per piece, aligned to the score with parangonar."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DexterError(f"external renderer folder not found: {folder}")
+
+    def find(self, piece: Piece) -> Path:
+        stems = {piece.entry["piece"].replace("/", "_"), piece.entry["score"].replace("/", "_").rsplit(".", 1)[0],
+                 Path(piece.entry["score"]).parent.name, Path(piece.entry["piece"]).name}
+        for f in sorted(self.folder.iterdir()):
+            if f.suffix.lower() in (".mid", ".midi") and f.stem in stems:
+                return f
+        raise DexterError(f"no MIDI for {piece.key} in {self.folder} (expected one of {', '.join(sorted(stems))}.mid)")
+
+    def __call__(self, piece: Piece) -> Performance:
+        from .data.align import auto_align, check_coverage, load_performance
+        from .data.encode import encode_performance
+        from .data.layouts import PerformanceSource
+
+        midi = self.find(piece)
+        score = piece.score
+        perf, _ = load_performance(midi)
+        al = auto_align(score.part, perf)
+        check_coverage(al, score, perf, midi.name)
+        enc = encode_performance(PerformanceSource("external", "", midi.stem, piece.path, midi, None, midi.parent),
+                                 score, perf, al)
+        return Performance(enc.p_codec, enc.mask)
+
+
+def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int):
+    """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
+    if spec == "dexter":
+        return DexterRenderer(checkpoint, sampler, steps, seed)
+    if spec in ("deadpan", "linear"):
+        if store is None:
+            raise DexterError(f"the {spec} renderer needs a codec store (--data) for its training statistics")
+        return DeadpanRenderer(store) if spec == "deadpan" else LinearRenderer(store)
+    if spec.startswith("external:"):
+        return ExternalRenderer(Path(spec.split(":", 1)[1]))
+    raise DexterError(f"unknown renderer {spec!r}; choose from dexter, deadpan, linear, external:DIR")
