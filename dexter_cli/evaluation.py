@@ -80,13 +80,13 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
 _WORKER: dict = {}
 
 
-def _worker_init(store_path, list_file, split, limit, specs, checkpoint, sampler, steps, seed) -> None:
+def _worker_init(store_path, list_file, split, limit, specs, checkpoint, sampler, steps, seed, guidance) -> None:
     import torch
 
     torch.set_num_threads(1)
     store = CodecStore(store_path) if store_path is not None and Path(store_path).exists() else None
     _WORKER["pieces"] = list_pieces(list_file, limit) if list_file else store_pieces(store, split, limit)
-    _WORKER["made"] = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed) for spec in specs}
+    _WORKER["made"] = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance) for spec in specs}
 
 
 def _worker_run(k: int):
@@ -95,7 +95,7 @@ def _worker_run(k: int):
 
 def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint: Path | None = None,
                    split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
-                   sampler: str = "dpm++", steps: int = 20, seed: int = 0, workers: int = 1,
+                   sampler: str = "dpm++", steps: int = 20, seed: int = 0, guidance: float = 1.0, workers: int = 1,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.
 
@@ -122,12 +122,13 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     pieces = list_pieces(pieces_list, limit) if pieces_list else store_pieces(store, split, limit)
     if not pieces:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
-    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed) for spec in renderers}  # checks specs
+    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance)
+            for spec in renderers}  # also checks the specs
     report = EvaluationReport()
     results: list = [None] * len(pieces)
     if workers > 1 and len(pieces) > 1:
         del made  # each worker builds its own
-        args = (store_path, pieces_list, split, limit, renderers, checkpoint, sampler, steps, seed)
+        args = (store_path, pieces_list, split, limit, renderers, checkpoint, sampler, steps, seed, guidance)
         with ProcessPoolExecutor(min(workers, len(pieces)), mp_context=mp.get_context("spawn"),
                                  initializer=_worker_init, initargs=args) as pool:
             futures = {pool.submit(_worker_run, k): k for k in range(len(pieces))}

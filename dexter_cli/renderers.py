@@ -89,17 +89,19 @@ class DeadpanRenderer:
 class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core)."""
 
-    def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0):
+    def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
+                 guidance: float = 1.0):
         from .engine import load_expression
 
-        self.sampler, self.steps, self.seed = sampler, steps, seed
+        self.sampler, self.steps, self.seed, self.guidance = sampler, steps, seed, guidance
         self.loaded = load_expression(checkpoint)  # once, not per piece
 
     def __call__(self, piece: Piece) -> Performance:
         from .render import render_piece_codec
 
         p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
-                                         sampler=self.sampler, steps=self.steps, seed=self.seed)
+                                         sampler=self.sampler, steps=self.steps, seed=self.seed,
+                                         guidance=self.guidance)
         if list(note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")
         return Performance(p[0], np.ones(len(p[0]), dtype=bool))
@@ -136,10 +138,11 @@ class ExternalRenderer:
         return Performance(enc.p_codec, enc.mask)
 
 
-def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int):
+def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
+                  guidance: float = 1.0):
     """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
     if spec == "dexter":
-        return DexterRenderer(checkpoint, sampler, steps, seed)
+        return DexterRenderer(checkpoint, sampler, steps, seed, guidance)
     if spec in ("deadpan", "linear"):
         if store is None:
             raise DexterError(f"the {spec} renderer needs a codec store (--data) for its training statistics")

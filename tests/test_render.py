@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,44 @@ def test_bad_render_inputs(checkpoint, tmp_path):
         render_score(bad, tmp_path / "o.mid", checkpoint=checkpoint)
     with pytest.raises(DexterError, match="no checkpoint"):
         render_score(bad, tmp_path / "o.mid", checkpoint=tmp_path)
+    assert not (tmp_path / "o.mid").exists()
+
+
+def test_a_score_with_no_notes_is_refused_on_the_command_line(checkpoint, tmp_path):
+    import partitura as pt
+
+    part = pt.score.Part("P0", "Piano", quarter_duration=4)
+    part.add(pt.score.TimeSignature(4, 4), start=0)
+    part.add(pt.score.Rest(voice=1, staff=1), start=0, end=16)
+    pt.score.add_measures(part)
+    empty = tmp_path / "rests only.musicxml"
+    pt.save_musicxml(part, str(empty))
+    out = tmp_path / "o.mid"
+    r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", str(empty), "-o", str(out),
+                        "--checkpoint", str(checkpoint), "-q"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "no notes" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused(checkpoint, score, tmp_path):
+    from safetensors.torch import load_file
+
+    from dexter_cli.checkpoint import export_inference
+    state = load_file(str(checkpoint / "model.safetensors"))
+    config = json.loads((checkpoint / "config.json").read_text())
+    # weights of another shape than the config's model, with a valid checksum: refused when loading them
+    cut = dict(state)
+    name = next(k for k, v in cut.items() if v.ndim == 2)
+    cut[name] = cut[name][:, :-1].clone()
+    export_inference(tmp_path / "misfit", cut, config)
+    with pytest.raises(DexterError, match="does not fit its config"):
+        render_score(score, tmp_path / "o.mid", checkpoint=tmp_path / "misfit")
+    # a checkpoint of another codec vocabulary (an older s_codec, say)
+    other = {**config, "codec": {**config["codec"], "s_codec_names": config["codec"]["s_codec_names"][:-1]}}
+    export_inference(tmp_path / "other", state, other)
+    r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", str(score), "-o", str(tmp_path / "o.mid"),
+                        "--checkpoint", str(tmp_path / "other"), "-q"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "another codec" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.mid").exists()
 
 

@@ -21,6 +21,7 @@ def evaluate(
     sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
     steps: int = typer.Option(20, "--steps", help="Its steps."),
     seed: int = typer.Option(0, "--seed", help="Its seed."),
+    guidance: float = typer.Option(1.0, "--guidance", help="Its classifier-free guidance weight w."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -36,7 +37,8 @@ def evaluate(
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
-                                sampler=sampler, steps=steps, seed=seed, workers=workers, progress=progress)
+                                sampler=sampler, steps=steps, seed=seed, guidance=guidance, workers=workers,
+                                progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
     scope = pieces.name if pieces else f"{split} split of {data}"
