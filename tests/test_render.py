@@ -11,28 +11,11 @@ import mido
 import numpy as np
 import pytest
 
-from dexter_cli.config import load_config
-from dexter_cli.data import run_codec
 from dexter_cli.diffusion.windows import WindowedDenoiser, window_starts
 from dexter_cli.errors import DexterError
 from dexter_cli.render import render_score
-from dexter_cli.train import train
 
-from .synth import make_asap_tree, make_score
-
-TINY = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
-        "model.attention_every=0", "model.step_embed_dim=16"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("ck")
-    root = make_asap_tree(base / "asap", {"A/B/1": 2, "A/B/2": 2}, n_notes=40)
-    run_codec(base / "store", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
-    train(load_config(None, TINY + [f"data.path={base / 'store'}", f"run_dir={base / 'run'}", "optim.batch_size=4",
-                                    "optim.max_steps=30", "eval.every=1000", "eval.log_every=10"]))
-    return base / "run" / "checkpoints" / "last"
-
+from .synth import make_score
 
 @pytest.fixture(scope="module")
 def score(tmp_path_factory) -> Path:

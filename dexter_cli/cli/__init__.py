@@ -2,7 +2,8 @@
 
 Heavy imports (torch, partitura) happen inside the commands so that
 ``dexter --help`` is instant. A :class:`~dexter_cli.errors.DexterError` becomes
-one red line on stderr and exit status 1; ``--debug`` shows the traceback.
+one red line on stderr and exit status 1; so does any unexpected exception (named as
+such); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -59,3 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         console_err.print("[bold red]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # a bug, or a failure no check foresaw: still one line without --debug
+        if STATE.get("debug"):
+            traceback.print_exc()
+        first = (str(exc).splitlines() or [""])[0]
+        console_err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {first} "
+                          "(rerun with --debug for the traceback, and report it)", highlight=False, soft_wrap=True)
+        sys.exit(1)
