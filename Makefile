@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test test-fast bench-codec clean
+.PHONY: install test test-fast bench-codec robustness-table clean
 
 # torch is pinned to the CPU build that this workplace serves from local disk.
 install:
@@ -17,6 +17,10 @@ test-fast:
 
 bench-codec:
 	$(PYTHON) scripts/bench_codec.py
+
+# docs/robustness.md: every bad input of tests/test_robustness.py and what dexter answered
+robustness-table:
+	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import DEFAULT_GUIDANCE
 from .errors import DexterError
 
 Progress = Callable[[str, int, int], None]
@@ -82,7 +83,7 @@ def _render(
     checkpoint: Path | None = None,
     sampler: str = "dpm++",
     steps: int = 20,
-    guidance: float = 1.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     controls: list[str] | None = None,
     num_samples: int = 1,
@@ -175,7 +176,7 @@ def render_score(
     checkpoint: Path | None = None,
     sampler: str = "dpm++",
     steps: int = 20,
-    guidance: float = 1.0,
+    guidance: float = DEFAULT_GUIDANCE,
     seed: int = 0,
     controls: list[str] | None = None,
     num_samples: int = 1,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import DEFAULT_GUIDANCE
 from .data.store import CodecStore
 from .errors import DexterError
 from .evaluate import Performance
@@ -90,7 +91,7 @@ class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core)."""
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
-                 guidance: float = 1.0):
+                 guidance: float = DEFAULT_GUIDANCE):
         from .engine import load_expression
 
         self.sampler, self.steps, self.seed, self.guidance = sampler, steps, seed, guidance
@@ -139,7 +140,7 @@ class ExternalRenderer:
 
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
-                  guidance: float = 1.0):
+                  guidance: float = DEFAULT_GUIDANCE):
     """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
     if spec == "dexter":
         return DexterRenderer(checkpoint, sampler, steps, seed, guidance)

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import DEFAULT_GUIDANCE
 from .errors import DexterError
 
 Progress = Callable[[str, int, int], None]
@@ -58,7 +59,7 @@ def movement(source: np.ndarray, target: np.ndarray, result: np.ndarray, mask: n
 
 
 def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, limit: int | None = 16,
-             batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0, seed: int = 0,
+             batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
              transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
              animate: bool = False, progress: Progress | None = None) -> TestReport:
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""

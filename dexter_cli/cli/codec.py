@@ -81,7 +81,7 @@ def _report(run, quiet: bool) -> None:
         table.add_row(name, str(d["performances"]), str(d["notes"]), str(d["segments"]), str(d["skipped"]))
     table.add_row("[bold]total", str(a.performances), str(a.notes), str(a.segments), str(len(a.skipped)))
     console.print(table)
-    console.print(f"segments by split: " + ", ".join(f"{k} {v}" for k, v in a.per_split.items()), highlight=False)
+    console.print("segments by split: " + ", ".join(f"{k} {v}" for k, v in a.per_split.items()), highlight=False)
     reasons: dict[str, int] = {}
     for e in a.skipped:
         r = e["reason"].split(":")[0]

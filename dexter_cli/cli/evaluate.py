@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .. import DEFAULT_GUIDANCE
 from ._common import console, stage_progress
 
 
@@ -21,7 +22,7 @@ def evaluate(
     sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
     steps: int = typer.Option(20, "--steps", help="Its steps."),
     seed: int = typer.Option(0, "--seed", help="Its seed."),
-    guidance: float = typer.Option(1.0, "--guidance", help="Its classifier-free guidance weight w."),
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", help="Its classifier-free guidance weight w."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ._common import console, console_err, stage_progress
+from .. import DEFAULT_GUIDANCE
+from ._common import console, stage_progress
 
 
 def render(
@@ -16,7 +17,7 @@ def render(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: the bundled model]."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm (ddpm: all T steps, the paper's)."),
     steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
-    guidance: float = typer.Option(1.0, "--guidance", "-w", help="Classifier-free guidance weight (1 = conditional)."),
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),

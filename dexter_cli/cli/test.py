@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .. import DEFAULT_GUIDANCE
 from ._common import console, stage_progress
 
 
@@ -17,7 +18,7 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
     batch_size: int = typer.Option(8, "--batch-size", help="Segments sampled together."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm."),
     steps: int = typer.Option(20, "--steps", help="Denoising steps."),
-    guidance: float = typer.Option(1.0, "--guidance", "-w", help="Classifier-free guidance weight."),
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", "-w", help="Classifier-free guidance weight."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     transfer: bool = typer.Option(False, "--transfer", help="The paper's transfer test on pairs (transfer checkpoint)."),
     sample_steps_frac: float = typer.Option(0.75, "--sample-steps-frac", help="Transfer: how deep the source is noised."),

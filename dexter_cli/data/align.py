@@ -6,7 +6,6 @@ import contextlib
 import io
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import DexterError
 from ._partitura import load_alignment_from_ASAP, load_parangonada_alignment, pt, quiet

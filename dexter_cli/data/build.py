@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DexterError
-from .encode import SkipPerformance, encode_performance, load_performance_and_alignment, matched_pairs, needs_unfolding
+from .encode import encode_performance, load_performance_and_alignment, matched_pairs, needs_unfolding
 from .layouts import Discovery, PerformanceSource
 from .parts import Parts
 from .scores import LoadedScore, parse_score, prepare_score, score_features

@@ -271,10 +271,10 @@ def _atepp_midi(csv: Path) -> Path | None:
 
 def _discover_atepp(root: Path) -> Discovery:
     disc = Discovery("atepp", root)
-    for csv in _find(root, "align.csv"):
-        midi = _atepp_midi(csv)
+    for align in _find(root, "align.csv"):
+        midi = _atepp_midi(align)
         name = midi.stem if midi else None
-        rel = csv.relative_to(root).as_posix()
+        rel = align.relative_to(root).as_posix()
         if midi is None:
             disc.problems.append(f"{rel}: no performance MIDI beside it")
             continue
@@ -283,7 +283,7 @@ def _discover_atepp(root: Path) -> Discovery:
             disc.problems.append(f"{rel}: no single score file in {midi.parent.relative_to(root).as_posix() or '.'}")
             continue
         piece = midi.parent.relative_to(root).as_posix() or midi.parent.name
-        disc.sources.append(PerformanceSource("atepp", piece, name, score, midi, csv, root))
+        disc.sources.append(PerformanceSource("atepp", piece, name, score, midi, align, root))
     if not disc.sources and not disc.problems:
         disc.note = "no parangonada align.csv found"
     return disc

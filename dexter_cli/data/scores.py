@@ -18,6 +18,9 @@ from ._partitura import pt, quiet
 from .vocab import _ARTICULATIONS, _FEATURE_FUNCTIONS, _NA_COLUMNS, _PT_COLUMNS, S_CODEC_NAMES  # noqa: F401
 
 
+SCORE_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn", ".kern", ".mid", ".midi")
+
+
 @dataclass
 class LoadedScore:
     """A score ready for encoding.
@@ -61,6 +64,11 @@ def parse_score(path: Path) -> object:
     path = Path(path)
     if not path.is_file():
         raise DexterError(f"score not found: {path}")
+    if path.suffix.lower() not in SCORE_SUFFIXES:
+        raise DexterError(f"{path.name}: not a score format dexter reads (MusicXML .musicxml/.xml/.mxl, MEI .mei, "
+                          f"Humdrum .krn/.kern, MIDI .mid/.midi)")
+    if path.stat().st_size == 0:
+        raise DexterError(f"cannot read score {path.name}: the file is empty")
     try:
         with quiet():
             parts = list(pt.load_score(str(path)).parts)
@@ -70,7 +78,8 @@ def parse_score(path: Path) -> object:
     except DexterError:
         raise
     except Exception as exc:  # partitura raises many types on malformed files
-        raise DexterError(f"cannot read score {path.name}: {type(exc).__name__}: {exc}") from exc
+        why = str(exc).strip() or "the file ends early (truncated?)"
+        raise DexterError(f"cannot read score {path.name}: {type(exc).__name__}: {why}") from exc
 
 
 def prepare_score(part: object, unfold: bool = False, name: str = "score") -> LoadedScore:
