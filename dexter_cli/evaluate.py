@@ -118,11 +118,14 @@ def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance,
     return out
 
 
-def _flat_aware_r(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r over the positions where both are finite; 0 for a flat ``a`` (no shaping), NaN if undefined."""
+def _flat_aware_r(a: np.ndarray, b: np.ndarray, if_b_flat: float = float("nan")) -> float:
+    """Pearson r over the positions where both are finite: ``if_b_flat`` for a flat ``b``, 0 for a
+    flat ``a`` (no shaping), NaN with fewer than 3 positions."""
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.std(b[ok]) < 1e-9:
+    if ok.sum() < 3:
         return float("nan")
+    if np.std(b[ok]) < 1e-9:
+        return if_b_flat
     if np.std(a[ok]) < 1e-9:
         return 0.0
     return pearson(a[ok], b[ok])
@@ -130,13 +133,7 @@ def _flat_aware_r(a: np.ndarray, b: np.ndarray) -> float:
 
 def tempo_velocity_r(tempo: np.ndarray, velocity: np.ndarray) -> float:
     """Pearson r of log tempo and velocity per onset within one performance (0 when either is flat)."""
-    a, b = np.log(tempo), velocity
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
-        return float("nan")
-    if np.std(a[ok]) < 1e-9 or np.std(b[ok]) < 1e-9:
-        return 0.0
-    return pearson(a[ok], b[ok])
+    return _flat_aware_r(np.log(tempo), velocity, if_b_flat=0.0)
 
 
 def dynamics_levels(onset_beat: np.ndarray, s_codec: np.ndarray, names: list[str] | tuple[str, ...]) -> np.ndarray:

@@ -81,13 +81,11 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
 _WORKER: dict = {}
 
 
-def _worker_init(store_path, list_file, split, limit, specs, checkpoint, sampler, steps, seed, guidance) -> None:
+def _worker_init(pieces: list[Piece], made: dict) -> None:
     import torch
 
     torch.set_num_threads(1)
-    store = CodecStore(store_path) if store_path is not None and Path(store_path).exists() else None
-    _WORKER["pieces"] = list_pieces(list_file, limit) if list_file else store_pieces(store, split, limit)
-    _WORKER["made"] = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance) for spec in specs}
+    _WORKER["pieces"], _WORKER["made"] = pieces, made
 
 
 def _worker_run(k: int):
@@ -123,21 +121,19 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     pieces = list_pieces(pieces_list, limit) if pieces_list else store_pieces(store, split, limit)
     if not pieces:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
-    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance)
-            for spec in renderers}  # also checks the specs
+    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance) for spec in renderers}
     report = EvaluationReport()
     results: list = [None] * len(pieces)
     if workers > 1 and len(pieces) > 1:
-        del made  # each worker builds its own
-        args = (store_path, pieces_list, split, limit, renderers, checkpoint, sampler, steps, seed, guidance)
+        for piece in pieces:
+            piece._score = None  # a parsed score does not travel; each worker parses its own pieces
         with ProcessPoolExecutor(min(workers, len(pieces)), mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=args) as pool:
+                                 initializer=_worker_init, initargs=(pieces, made)) as pool:
             futures = {pool.submit(_worker_run, k): k for k in range(len(pieces))}
             for done, fut in enumerate(as_completed(futures), 1):
                 results[futures[fut]] = fut.result()
                 if progress:
                     progress("evaluate", done, len(pieces))
-        made = dict.fromkeys(renderers)
     else:
         for k, piece in enumerate(pieces):
             results[k] = evaluate_piece(piece, made)

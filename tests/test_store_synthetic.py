@@ -80,7 +80,6 @@ def test_unplayed_score_note_is_masked(store):
     # odd-numbered performances skip score note index 3 (see synth.make_asap_tree)
     idx = store.index
     seg = next(i for i, r in enumerate(idx) if r["performance"] == "Perf01" and r["segment"] == "0" and r["synthetic"] == "0")
-    ni = np.asarray(store.note_index[seg])
     m = np.asarray(store.mask[seg])
     assert int(idx[seg]["n_played"]) == 15
     assert m.sum() == 15 and (store.p_codec[seg][~m] == 0).all()

@@ -21,10 +21,9 @@ from dexter_cli.errors import DexterError
 from dexter_cli.model import Denoiser, ModelConfig
 from dexter_cli.train import TrainingInterrupted, train
 
+from .conftest import TINY
 from .synth import make_asap_tree
 
-TINY = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
-        "model.attention_every=0", "model.step_embed_dim=16"]
 
 
 @pytest.fixture(scope="module")
