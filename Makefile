@@ -18,9 +18,9 @@ test-fast:
 bench-codec:
 	$(PYTHON) scripts/bench_codec.py
 
-# docs/robustness.md: every bad input of tests/test_robustness.py and what dexter answered
+# docs/robustness.md: every bad input and fault the robustness tests try, and what dexter answered
 robustness-table:
-	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py
+	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py tests/test_robustness_commands.py tests/test_faults.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

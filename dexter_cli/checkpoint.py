@@ -48,6 +48,12 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def _write_error(directory: Path, exc: Exception) -> DexterError:
+    why = getattr(exc, "strerror", None) or str(exc)
+    kept = "; the previous checkpoint is intact" if directory.exists() else ""
+    return DexterError(f"cannot write checkpoint {directory}: {why}{kept}")
+
+
 def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict) -> None:
     """Write an inference checkpoint (safetensors + config.json) atomically.
 
@@ -72,6 +78,10 @@ def export_inference(directory: Path, state: dict[str, torch.Tensor], config: di
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"config": json.dumps(config)})
         write_json(tmp / "config.json", config)
         _replace_dir(tmp, directory)
+    except DexterError:
+        raise
+    except Exception as exc:  # OSError, or safetensors' own error around one (a full disk)
+        raise _write_error(directory, exc) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -133,6 +143,10 @@ def save_training_state(directory: Path, *, model: dict, ema: dict, optimizer: d
         torch.save(optimizer, tmp / "optimizer.pt")
         write_json(tmp / "trainer.json", {"step": step, "config": config, **(extra or {})})
         _replace_dir(tmp, directory)
+    except DexterError:
+        raise
+    except Exception as exc:  # OSError, or safetensors' own error around one (a full disk)
+        raise _write_error(directory, exc) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -143,6 +157,9 @@ def load_training_state(directory: Path) -> dict:
     from safetensors.torch import load_file
 
     directory = Path(directory)
+    old = directory.with_name(directory.name + ".old")
+    if not (directory / "trainer.json").is_file() and (old / "trainer.json").is_file():
+        directory = old  # killed between the two renames of _replace_dir: the previous state is whole
     if not (directory / "trainer.json").is_file():
         raise DexterError(f"no training state to resume at {directory}")
     try:

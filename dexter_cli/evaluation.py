@@ -53,6 +53,8 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
     from .data.vocab import S_CODEC_NAMES
 
     problems = list(piece.entry.get("problems", []))
+    if piece.entry.get("unreadable"):
+        return [], problems, {}
     if not piece.humans:
         problems.append(f"{piece.key}: no human performance, not evaluated")
         return [], problems, {}
@@ -144,6 +146,8 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         report.problems += problems
         if rows:
             report.curves.append((piece, preds))
+    if not report.per_piece:
+        raise DexterError("no piece could be evaluated: " + "; ".join(report.problems[:3]))
     for name in ["human", *made]:
         rows = [r for r in report.per_piece if r["renderer"] == name]
         report.summary[name] = {k: _nanmedian([r[k] for r in rows]) for k in METRICS}

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import DexterError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -36,6 +38,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a file size limit, a read-only folder: the old file stays
+        raise DexterError(f"cannot write {path}: {exc.strerror or exc}" +
+                          ("; the previous file is intact" if path.exists() else "")) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -105,9 +105,17 @@ def list_pieces(list_file: Path, limit: int | None = None) -> list[Piece]:
     onset_col = S_CODEC_NAMES.index("onset_beat")
     pieces = []
     for sid, (score_path, perfs) in enumerate(groups.items()):
-        score = load_score(score_path, unfold=True)
         entry = {"piece": score_path.stem, "score": score_path.name, "root": str(score_path.parent),
-                 "unfolded": True, "note_ids": list(score.note_ids), "problems": []}
+                 "unfolded": True, "note_ids": [], "problems": []}
+        try:
+            score = load_score(score_path, unfold=True)
+            s = score_features(score)
+        except DexterError as exc:  # one unreadable score is skipped with its reason, the rest evaluated
+            entry["problems"].append(f"{score_path.name}: {exc}; piece not evaluated")
+            entry["unreadable"] = True
+            pieces.append(Piece(sid, entry, np.zeros(0), np.zeros((0, len(S_CODEC_NAMES)), np.float32), [], []))
+            continue
+        entry["note_ids"] = list(score.note_ids)
         humans, names = [], []
         for perf_path, alignment in perfs:
             try:
@@ -119,6 +127,5 @@ def list_pieces(list_file: Path, limit: int | None = None) -> list[Piece]:
                 continue
             humans.append(Performance(src["p_codec"], src["mask"]))
             names.append(perf_path.name)
-        s = score_features(score)
         pieces.append(Piece(sid, entry, s[:, onset_col].astype(np.float64), s, humans, names, score))
     return pieces[:limit] if limit else pieces

@@ -188,6 +188,7 @@ def render_score(
     alignment: Path | None = None,
     strength: float = 0.5,
     progress: Progress | None = None,
+    loaded: tuple | None = None,
 ) -> RenderResult:
     """Render expressive performances of a score to MIDI.
 
@@ -224,6 +225,8 @@ def render_score(
         How deep the source is noised (DExter's sample_steps_frac), in (0, 1].
     progress : callable, optional
         ``progress(stage, done, total)``.
+    loaded : tuple, optional
+        A ``load_expression`` result to reuse (many scores, one model load).
 
     Returns
     -------
@@ -235,7 +238,7 @@ def render_score(
     score, p, timings = _render(score_path, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                 seed=seed, controls=controls, num_samples=num_samples, unfold=unfold,
                                 overlap=overlap, from_performance=from_performance, alignment=alignment,
-                                strength=strength, progress=progress)
+                                strength=strength, progress=progress, loaded=loaded)
     from .data.decode import decode_performance, save_midi
 
     K, n = p.shape[0], p.shape[1]
@@ -259,6 +262,91 @@ def render_score(
     timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     return RenderResult(outputs, n, durations, p, score.note_ids, timings)
+
+
+@dataclass
+class BatchResult:
+    """What a batch render produced: ``(score, outputs)`` rendered, ``(score, reason)`` skipped."""
+
+    rendered: list[tuple[Path, list[Path]]]
+    skipped: list[tuple[Path, str]]
+    n_notes: int
+    seconds: float
+
+
+def find_scores(folder: Path) -> list[Path]:
+    """Score files under ``folder`` (recursively, sorted), by extension."""
+    from .data.scores import SCORE_SUFFIXES
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DexterError(f"not a folder: {folder}")
+    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SCORE_SUFFIXES
+                   and not p.name.endswith(".performance.mid"))
+    if not found:
+        raise DexterError(f"no score file (.musicxml .xml .mxl .mei .krn .mid) under {folder}")
+    return found
+
+
+def render_batch(
+    folder: Path,
+    out_dir: Path | None = None,
+    *,
+    checkpoint: Path | None = None,
+    progress: Progress | None = None,
+    **kwargs,
+) -> BatchResult:
+    """Render every score under a folder with one model load; a score that fails is skipped.
+
+    Parameters
+    ----------
+    folder : Path
+        Searched recursively for score files (:func:`find_scores`).
+    out_dir : Path, optional
+        Where ``<relative folder>/<stem>.mid`` go (default: ``<stem>.performance.mid``
+        beside each score).
+    checkpoint : Path, optional
+        Default: the bundled model.
+    progress : callable, optional
+        ``progress("scores", done, total)``.
+    **kwargs
+        Sampling settings of :func:`render_score` (sampler, steps, guidance, seed,
+        controls, num_samples, unfold, overlap).
+
+    Returns
+    -------
+    BatchResult
+    """
+    import gc
+
+    from .engine import load_expression
+
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    scores = find_scores(folder)
+    if kwargs.get("controls"):
+        from .data.codec import C_CODEC_NAMES
+
+        parse_controls(kwargs["controls"], list(C_CODEC_NAMES))  # a bad control fails once, before any work
+    loaded = load_expression(checkpoint)
+    rendered, skipped, n_notes = [], [], 0
+    for k, score in enumerate(scores):
+        rel = score.relative_to(folder)
+        out = (Path(out_dir) / rel.parent / f"{rel.stem}.mid" if out_dir is not None
+               else score.with_name(f"{score.stem}.performance.mid"))
+        try:
+            res = render_score(score, out, loaded=loaded, **kwargs)
+            rendered.append((score, res.outputs))
+            n_notes += res.n_notes
+            res = None
+        except DexterError as exc:
+            skipped.append((score, str(exc)))
+        except Exception as exc:  # one score's bug must not lose the rest of a long batch
+            skipped.append((score, f"unexpected {type(exc).__name__}: {exc}"))
+        gc.collect()  # partitura's object graphs are cyclic: free each score before the next
+        if progress:
+            progress("scores", k + 1, len(scores))
+    return BatchResult(rendered, skipped, n_notes, time.perf_counter() - t0)
 
 
 def source_codecs(score, score_path: Path, perf_path: Path, alignment: Path | None, unfold: bool):

@@ -8,12 +8,12 @@ from typing import List, Optional
 import typer
 
 from .. import DEFAULT_GUIDANCE
-from ._common import console, stage_progress
+from ._common import console, console_err, stage_progress
 
 
 def render(
-    score: Optional[Path] = typer.Argument(None, help="Score file: MusicXML/MXL, MEI, kern or a quantised MIDI."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output MIDI [default: <score>.performance.mid]."),
+    score: Optional[Path] = typer.Argument(None, help="Score file (MusicXML/MXL, MEI, kern, quantised MIDI), or a folder of them."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output MIDI, or the output folder for a folder of scores [default: <score>.performance.mid]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: the bundled model]."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm (ddpm: all T steps, the paper's)."),
     steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
@@ -45,6 +45,24 @@ def render(
         return
     if score is None:
         raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
+    if score.is_dir():
+        if save_codec or plot or from_:
+            raise DexterError("--save-codec, --plot and --from take one score, not a folder")
+        from ..render import render_batch
+
+        with stage_progress(quiet) as progress:
+            res = render_batch(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
+                               seed=seed, controls=list(control or []), num_samples=num_samples,
+                               unfold=not as_written, overlap=overlap, progress=progress)
+        for path, why in res.skipped:
+            console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
+        if not quiet:
+            console.print(f"rendered {len(res.rendered)} of {len(res.rendered) + len(res.skipped)} scores "
+                          f"({res.n_notes} notes) in {res.seconds:.1f} s", highlight=False)
+        if res.skipped:
+            raise DexterError(f"{len(res.skipped)} of {len(res.rendered) + len(res.skipped)} scores could not be "
+                              f"rendered (listed above); the others were written")
+        return
     from ..render import render_score
 
     out = out or score.with_suffix(".performance.mid")

@@ -137,22 +137,7 @@ def score_features(score: LoadedScore) -> np.ndarray:
     ndarray, shape (n_notes, len(S_CODEC_NAMES)), float32
     """
     na = score.note_array
-    # one partitura feature function at a time: one that fails on an odd score (NaN
-    # beat phase without a time signature, say) leaves its columns at 0, not the score unread
-    blocks, names = [], []
-    for group in (list(_FEATURE_FUNCTIONS), *([fn] for fn in _FEATURE_FUNCTIONS)):
-        try:
-            with quiet():
-                f, n = pt.musicanalysis.make_note_feats(score.part, group, include_empty_features=True,
-                                                        force_fixed_size=True)
-        except Exception:
-            continue
-        blocks.append(np.asarray(f, dtype=np.float64))
-        names += list(n)
-        if len(group) > 1:  # all at once worked (the common case)
-            break
-    # make_note_feats rows follow part.notes_tied, the same order as note_array
-    feats = np.concatenate(blocks, axis=1)[score.order] if blocks else np.zeros((len(na), 0))
+    feats, names = _note_features(score)
     col = {n: i for i, n in enumerate(names)}
     out = np.zeros((len(na), len(S_CODEC_NAMES)), dtype=np.float64)
     j = 0
@@ -177,6 +162,36 @@ def score_features(score: LoadedScore) -> np.ndarray:
         j += 1
     out[~np.isfinite(out)] = 0.0
     return out.astype(np.float32)
+
+
+def _note_features(score: LoadedScore) -> tuple[np.ndarray, list[str]]:
+    """partitura's note features (``_FEATURE_FUNCTIONS``) in canonical note order, with names.
+
+    What ``make_note_feats(part, ..., include_empty_features=True, force_fixed_size=True)``
+    computes, without rebuilding the note array it builds again for every call (two
+    seconds on a 5,000-note score): each feature function gets the note array that
+    :func:`prepare_score` already made, in partitura's own order. A function that fails
+    on an odd score (NaN beat phase without a time signature, say) or yields non-finite
+    values leaves its columns out (0 in the s_codec), as ``make_note_feats`` would refuse them.
+    """
+    nf = pt.musicanalysis.note_features
+    na = np.empty_like(score.note_array)
+    na[score.order] = score.note_array  # back to partitura's order, which feature rows follow
+    blocks, names = [], []
+    for fname in _FEATURE_FUNCTIONS:
+        func = getattr(nf, fname)
+        try:
+            with quiet():
+                f, n = func(na, score.part, include_empty_features=True)
+        except Exception:
+            continue
+        f = np.asarray(f, dtype=np.float64)
+        if f.size == 0 or f.ndim != 2 or f.shape != (len(na), len(n)) or not np.isfinite(f).all():
+            continue
+        blocks.append(f)
+        names += [f"{fname}.{x}" for x in n]
+    feats = np.concatenate(blocks, axis=1)[score.order] if blocks else np.zeros((len(na), 0))
+    return feats, names
 
 
 def score_markings(score: LoadedScore) -> list[tuple[float, str]]:

@@ -309,16 +309,20 @@ class CodecStore:
             raise DexterError(f"no codec store at {self.path} (run `dexter codec` first)")
         try:
             self.meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DexterError(f"{meta_path} is unreadable: {exc}") from exc
+        if not isinstance(self.meta, dict):
+            raise DexterError(f"{meta_path} is not a codec store's metadata (a JSON object)")
         version = self.meta.get("codec_version")
         if version != CODEC_VERSION:
             raise DexterError(f"{self.path} has codec version {version}, this dexter reads version {CODEC_VERSION}: re-run `dexter codec`")
-        try:
-            for name in ARRAY_FILES:
+        for name in ARRAY_FILES:
+            try:
                 setattr(self, name, np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False))
-        except (OSError, ValueError) as exc:
-            raise DexterError(f"{self.path}: damaged array file: {exc}") from exc
+            except (OSError, ValueError) as exc:
+                why = ("not a plain numeric array (pickled objects are never loaded)" if "pickle" in str(exc)
+                       else str(exc))
+                raise DexterError(f"{self.path}: damaged array file {name}.npy: {why}; re-run `dexter codec`") from exc
         self.N = int(self.meta["max_note_seq"])
 
     def __len__(self) -> int:
