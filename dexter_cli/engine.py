@@ -80,7 +80,14 @@ class Expression:
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         """The denoiser callable handed to the samplers."""
-        return self.model(x, t, cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
+        return self.model(x, t, cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"], cond.get("h"))
+
+    def precompute(self, cond: dict | None) -> dict | None:
+        """``cond`` with ``h``, the network's projection of the conditions, which no step changes:
+        computed once per sample instead of once per step."""
+        if cond is None:
+            return None
+        return {**cond, "h": self.model.condition(cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])}
 
     # training ---------------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
@@ -142,7 +149,8 @@ class Expression:
         mask = batch["mask"]
         B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)
-        uncond = self.unconditional(cond) if guidance != 1.0 else None
+        uncond = self.precompute(self.unconditional(cond) if guidance != 1.0 else None)
+        cond = self.precompute(cond)
         shape = (B, N, self.model.config.p_dim)
         t_start = None
         if self.target == "transfer":

@@ -34,15 +34,30 @@ def _cat(a: dict, b: dict) -> dict:
     return {k: torch.cat([a[k], b[k]], dim=0) for k in a}
 
 
+class Guided:
+    """The network output at a step, with classifier-free guidance (one batched pass):
+    ``out = out_u + w (out_c - out_u)``. The conditional and unconditional conditions are
+    concatenated once, and the denoiser sees the same ``cond`` dict at every step (so a
+    wrapper may cache what it derives from it)."""
+
+    def __init__(self, denoiser: Denoiser, cond: dict, uncond: dict | None, guidance: float):
+        self.denoiser, self.guidance = denoiser, guidance
+        self.plain = uncond is None or guidance == 1.0
+        self.cond = cond if self.plain else _cat(cond, uncond)
+
+    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        if self.plain:
+            return self.denoiser(x, tt, self.cond)
+        out = self.denoiser(torch.cat([x, x]), torch.cat([tt, tt]), self.cond)
+        out_c, out_u = out.chunk(2)
+        return out_u + self.guidance * (out_c - out_u)
+
+
 def guided(denoiser: Denoiser, x: torch.Tensor, t: int, cond: dict, uncond: dict | None,
            guidance: float) -> torch.Tensor:
     """Network output at step ``t`` with classifier-free guidance (one batched pass)."""
-    tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    if uncond is None or guidance == 1.0:
-        return denoiser(x, tt, cond)
-    out = denoiser(torch.cat([x, x]), torch.cat([tt, tt]), _cat(cond, uncond))
-    out_c, out_u = out.chunk(2)
-    return out_u + guidance * (out_c - out_u)
+    return Guided(denoiser, cond, uncond, guidance)(x, t)
 
 
 def predict(prediction: str, out: torch.Tensor, x: torch.Tensor, ab: torch.Tensor,
@@ -100,8 +115,9 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
     and ``sigma_t^2 = beta_t (1 - ab_{t-1}) / (1 - ab_t)``.
     """
     ts = list(range(schedule.T - 1 if t_start is None else int(t_start), -1, -1))
+    net = Guided(denoiser, cond, uncond, guidance)
     for i, t in enumerate(ts):
-        out = guided(denoiser, x, t, cond, uncond, guidance)
+        out = net(x, t)
         ab_t, ab_prev = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t - 1))
         _, x0 = predict(prediction, out, x, ab_t, clip_x0)
         beta = schedule.betas[t]
@@ -127,9 +143,10 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
     ``sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev)``.
     """
     ts = timesteps(schedule, steps, t_start)
+    net = Guided(denoiser, cond, uncond, guidance)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        out = guided(denoiser, x, t, cond, uncond, guidance)
+        out = net(x, t)
         ab_t, ab_prev = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t_prev))
         eps, x0 = predict(prediction, out, x, ab_t, clip_x0)
         sigma = eta * ((1 - ab_prev) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_prev).sqrt()
@@ -154,10 +171,11 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, 
     first and the last step, which lands on clean data). Steps are uniform in lambda.
     """
     ts = logsnr_timesteps(schedule, steps, t_start)
+    net = Guided(denoiser, cond, uncond, guidance)
     old_x0, h_prev = None, None
     for i, t in enumerate(ts):
         t_next = ts[i + 1] if i + 1 < len(ts) else -1
-        out = guided(denoiser, x, t, cond, uncond, guidance)
+        out = net(x, t)
         ab_t, ab_next = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t_next))
         _, x0 = predict(prediction, out, x, ab_t, clip_x0)
         if t_next < 0:  # sigma_next = 0: the first-order step lands on x0_hat

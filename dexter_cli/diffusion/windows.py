@@ -51,6 +51,8 @@ class WindowedDenoiser:
         Distance between window starts (``window // 2``: every item in two windows).
     seq_keys : tuple of str
         Entries of ``cond`` that are per item (windowed); the others are per sequence (repeated).
+        A ``cond`` dict is cut into windows once and reused while the same dict comes back:
+        do not change one in place between calls.
     """
 
     def __init__(self, denoiser: Denoiser, n: int, window: int, stride: int, seq_keys: tuple[str, ...]):
@@ -64,6 +66,8 @@ class WindowedDenoiser:
             total[s:s + self.width] += w
         self.weights = w
         self.norm = total
+        self._cond: dict | None = None  # the last cond dict seen, and its windows
+        self._wcond: dict = {}
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n, ...) -> (B * W, width, ...), windows of each sequence consecutive."""
@@ -80,6 +84,9 @@ class WindowedDenoiser:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         B, W = x.shape[0], len(self.starts)
-        wcond = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0)) for k, v in cond.items()}
-        out = self.denoiser(self.split(x), t.repeat_interleave(W), wcond)
+        if cond is not self._cond:  # samplers pass the same (unchanged) dict at every step: cut it once
+            self._cond = cond
+            self._wcond = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0))
+                           for k, v in cond.items()}
+        out = self.denoiser(self.split(x), t.repeat_interleave(W), self._wcond)
         return self.merge(out, B)

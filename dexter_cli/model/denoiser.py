@@ -41,7 +41,8 @@ class ResidualBlock(nn.Module):
         self.out = nn.Conv1d(channels, 2 * channels, 1)
 
     def forward(self, h: torch.Tensor, step: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.dilated((h + self.step(step)[:, :, None]) * mask) + self.cond(cond)
+        """``cond`` is this block's projected conditioning ``self.cond(c)``, (B, 2C, N)."""
+        y = self.dilated((h + self.step(step)[:, :, None]) * mask) + cond
         gate, filt = y.chunk(2, dim=1)
         y = self.out(torch.sigmoid(gate) * torch.tanh(filt))
         residual, skip = y.chunk(2, dim=1)
@@ -100,6 +101,22 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def condition(self, s: torch.Tensor, c: torch.Tensor, mask: torch.Tensor, drop_s: torch.Tensor,
+                  drop_c: torch.Tensor) -> torch.Tensor:
+        """Every block's projection of the score and control conditions, (B, N, L, 2C).
+
+        It does not depend on x_t or t, so a sampler computes it once for all its steps;
+        note-major (N second) so that it can be cut into windows like ``s`` and ``c``.
+        Arguments as in :meth:`forward`.
+        """
+        m = mask.float()[:, None, :]  # (B, 1, N)
+        s_h = self.s_proj(s.transpose(1, 2))
+        s_h = torch.where(drop_s[:, None, None], self.null_s[None, :, None].to(s_h.dtype), s_h)
+        dc = drop_c[:, None, :].expand(-1, c.shape[1], -1)  # (B, N, c_dim)
+        c_in = torch.cat([torch.where(dc, self.null_c.to(c.dtype), c), dc.to(c.dtype)], dim=-1)
+        cond = self.cond_mix(F.silu(s_h + self.c_proj(c_in.transpose(1, 2)))) * m
+        return torch.stack([block.cond(cond) for block in self.blocks], dim=1).permute(0, 3, 1, 2)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -109,6 +126,7 @@ class Denoiser(nn.Module):
         mask: torch.Tensor,
         drop_s: torch.Tensor,
         drop_c: torch.Tensor,
+        cond_h: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the diffusion target for a batch of segments.
 
@@ -128,6 +146,9 @@ class Denoiser(nn.Module):
             Score condition replaced by its learned null.
         drop_c : (B, c_dim) bool
             Controls replaced by their learned nulls (unconditional on them).
+        cond_h : (B, N, L, 2C), optional
+            :meth:`condition` of the same conditions, computed once for many steps
+            (``s``, ``c``, ``drop_s``, ``drop_c`` are then not read).
 
         Returns
         -------
@@ -136,14 +157,12 @@ class Denoiser(nn.Module):
         m = mask.float()[:, None, :]  # (B, 1, N)
         h = self.inp(x.transpose(1, 2)) * m
         step = self.step_mlp(step_embedding(t, self.config.step_embed_dim))
-        s_h = self.s_proj(s.transpose(1, 2))
-        s_h = torch.where(drop_s[:, None, None], self.null_s[None, :, None].to(s_h.dtype), s_h)
-        dc = drop_c[:, None, :].expand(-1, c.shape[1], -1)  # (B, N, c_dim)
-        c_in = torch.cat([torch.where(dc, self.null_c.to(c.dtype), c), dc.to(c.dtype)], dim=-1)
-        cond = self.cond_mix(F.silu(s_h + self.c_proj(c_in.transpose(1, 2)))) * m
+        if cond_h is None:
+            cond_h = self.condition(s, c, mask, drop_s, drop_c)
+        cond_h = cond_h.permute(0, 2, 3, 1)  # (B, L, 2C, N)
         skips = 0.0
         for i, block in enumerate(self.blocks):
-            h, skip = block(h, step, cond, m)
+            h, skip = block(h, step, cond_h[:, i], m)
             skips = skips + skip
             if str(i) in self.attn:
                 h = self.attn[str(i)](h, m)
