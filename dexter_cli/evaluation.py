@@ -120,7 +120,7 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
 
     t0 = time.perf_counter()
     store = CodecStore(store_path) if store_path is not None and (pieces_list is None or Path(store_path).exists()) else None
-    pieces = list_pieces(pieces_list, limit) if pieces_list else store_pieces(store, split, limit)
+    pieces = list_pieces(pieces_list, limit, workers) if pieces_list else store_pieces(store, split, limit)
     if not pieces:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
     made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance) for spec in renderers}

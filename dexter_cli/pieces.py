@@ -72,19 +72,17 @@ def store_pieces(store: CodecStore, split: str = "test", limit: int | None = Non
     return out[:limit] if limit else out
 
 
-def list_pieces(list_file: Path, limit: int | None = None) -> list[Piece]:
+def list_pieces(list_file: Path, limit: int | None = None, workers: int = 1) -> list[Piece]:
     """Pieces from a CSV/TSV list of ``score,performance[,alignment]`` rows (paths relative to the list).
 
     A performance is a ``.match`` file (its alignment inside) or a MIDI file with an
     alignment (ASAP ``note_alignment.tsv`` or parangonada ``align.csv``) or without one
-    (parangonar aligns it). Rows of one score make one piece; a performance that cannot be
-    read or aligned is skipped with a reason (``Piece.entry["problems"]``).
+    (parangonar aligns it). Rows of one score make one piece, named by the shortest tail of
+    its path that tells the listed scores apart; a score or a performance that cannot be
+    read or aligned is skipped with a reason (``Piece.entry["problems"]``). ``workers``
+    processes load the pieces (scores parsed, performances aligned and encoded).
     """
     import csv
-
-    from .data.scores import load_score, score_features
-    from .data.vocab import S_CODEC_NAMES
-    from .render import source_codecs
 
     list_file = Path(list_file)
     if not list_file.is_file():
@@ -102,30 +100,56 @@ def list_pieces(list_file: Path, limit: int | None = None) -> list[Piece]:
         groups.setdefault(rel(row[0]), []).append((rel(row[1]), rel(row[2]) if len(row) > 2 and row[2] else None))
     if not groups:
         raise DexterError(f"{list_file.name} lists no score")
-    onset_col = S_CODEC_NAMES.index("onset_beat")
-    pieces = []
-    for sid, (score_path, perfs) in enumerate(groups.items()):
-        entry = {"piece": score_path.stem, "score": score_path.name, "root": str(score_path.parent),
-                 "unfolded": True, "note_ids": [], "problems": []}
+    names = _unique_names(list(groups))
+    jobs = [(sid, path, perfs, names[path]) for sid, (path, perfs) in enumerate(groups.items())][:limit or None]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            return list(pool.map(_load_listed_piece, *zip(*jobs)))
+    return [_load_listed_piece(*job, keep_score=True) for job in jobs]
+
+
+def _unique_names(paths: list[Path]) -> dict[Path, str]:
+    """For each path, the shortest tail (suffix dropped) that no other path ends with."""
+    tails = {p: p.with_suffix("").parts for p in paths}
+    names = {}
+    for p, t in tails.items():
+        k = 1
+        while k < len(t) and any(q != p and u[-k:] == t[-k:] for q, u in tails.items()):
+            k += 1
+        names[p] = "/".join(t[-k:])
+    return names
+
+
+def _load_listed_piece(sid: int, score_path: Path, perfs: list[tuple[Path, Path | None]], name: str,
+                       keep_score: bool = False) -> Piece:
+    """One listed score with its performances encoded against it (see :func:`list_pieces`)."""
+    from .data.scores import load_score, score_features
+    from .data.vocab import S_CODEC_NAMES
+    from .render import source_codecs
+
+    entry = {"piece": name, "score": score_path.name, "root": str(score_path.parent),
+             "unfolded": True, "note_ids": [], "problems": []}
+    try:
+        score = load_score(score_path, unfold=True)
+        s = score_features(score)
+    except DexterError as exc:  # one unreadable score is skipped with its reason, the rest evaluated
+        entry["problems"].append(f"{score_path.name}: {exc}; piece not evaluated")
+        entry["unreadable"] = True
+        return Piece(sid, entry, np.zeros(0), np.zeros((0, len(S_CODEC_NAMES)), np.float32), [], [])
+    entry["note_ids"] = list(score.note_ids)
+    humans, names = [], []
+    for perf_path, alignment in perfs:
         try:
-            score = load_score(score_path, unfold=True)
-            s = score_features(score)
-        except DexterError as exc:  # one unreadable score is skipped with its reason, the rest evaluated
-            entry["problems"].append(f"{score_path.name}: {exc}; piece not evaluated")
-            entry["unreadable"] = True
-            pieces.append(Piece(sid, entry, np.zeros(0), np.zeros((0, len(S_CODEC_NAMES)), np.float32), [], []))
+            view, src = source_codecs(score, score_path, perf_path, alignment, unfold=True)
+            if len(view) != len(score):
+                raise DexterError("its alignment plays the score as written; list it apart")
+        except DexterError as exc:
+            entry["problems"].append(f"{perf_path.name}: {exc}")
             continue
-        entry["note_ids"] = list(score.note_ids)
-        humans, names = [], []
-        for perf_path, alignment in perfs:
-            try:
-                view, src = source_codecs(score, score_path, perf_path, alignment, unfold=True)
-                if len(view) != len(score):
-                    raise DexterError("its alignment plays the score as written; list it apart")
-            except DexterError as exc:
-                entry["problems"].append(f"{perf_path.name}: {exc}")
-                continue
-            humans.append(Performance(src["p_codec"], src["mask"]))
-            names.append(perf_path.name)
-        pieces.append(Piece(sid, entry, s[:, onset_col].astype(np.float64), s, humans, names, score))
-    return pieces[:limit] if limit else pieces
+        humans.append(Performance(src["p_codec"], src["mask"]))
+        names.append(perf_path.name)
+    onset = s[:, S_CODEC_NAMES.index("onset_beat")].astype(np.float64)
+    return Piece(sid, entry, onset, s, humans, names, score if keep_score else None)

@@ -15,6 +15,9 @@ from .synth import make_asap_tree, make_performance, make_score
 from .test_robustness import BAD_SCORES
 
 
+GOOD = "Gööd Composer/Piece with spaces é/1"  # the one good piece: odd characters in every path
+
+
 def _one_line_error(code: int, err: str) -> bool:
     last = err.strip().splitlines()[-1] if err.strip() else ""
     return code == 1 and last.startswith("error:") and "Traceback" not in err
@@ -22,14 +25,14 @@ def _one_line_error(code: int, err: str) -> bool:
 
 @pytest.fixture(scope="module")
 def good_tree(tmp_path_factory) -> Path:
-    return make_asap_tree(tmp_path_factory.mktemp("asap"), {"Good/Piece/1": 2}, n_notes=24)
+    return make_asap_tree(tmp_path_factory.mktemp("asap"), {GOOD: 2}, n_notes=24)
 
 
 def _bad_piece_tree(good_tree: Path, root: Path) -> dict[str, str]:
     """The good piece plus one piece per bad score (its file content as xml_score.musicxml,
     with a valid performance of the good score beside it). Returns case -> piece key."""
     shutil.copytree(good_tree, root)
-    good = root / "Good/Piece/1"
+    good = root / GOOD
     keys = {}
     for i, (case, (name, write)) in enumerate(BAD_SCORES.items()):
         if case in ("a folder, not a file", "unknown extension"):
@@ -62,7 +65,7 @@ def test_codec_skips_each_bad_score_with_its_reason(good_tree, tmp_path, cli, re
 
 
 def _pieces_list(tmp_path: Path, good_tree: Path, bad: list[str]) -> Path:
-    good = good_tree / "Good/Piece/1"
+    good = good_tree / GOOD
     rows = ["score,performance,alignment"]
     if "good" in bad:
         rows += [f"{good / 'xml_score.musicxml'},{good / f'Perf0{k}.mid'},"
