@@ -154,7 +154,7 @@ def _render(
     p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
                     x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
                     callback=cb,
-                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask", "h"))).numpy()
+                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
     timings["sample"] = time.perf_counter() - t0
     from .diffusion.windows import window_starts
 

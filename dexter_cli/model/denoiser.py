@@ -103,10 +103,9 @@ class Denoiser(nn.Module):
 
     def condition(self, s: torch.Tensor, c: torch.Tensor, mask: torch.Tensor, drop_s: torch.Tensor,
                   drop_c: torch.Tensor) -> torch.Tensor:
-        """Every block's projection of the score and control conditions, (B, N, L, 2C).
+        """Every block's projection of the score and control conditions, (B, L, 2C, N).
 
-        It does not depend on x_t or t, so a sampler computes it once for all its steps;
-        note-major (N second) so that it can be cut into windows like ``s`` and ``c``.
+        It depends on neither x_t nor t, so sampling computes it once for all its steps.
         Arguments as in :meth:`forward`.
         """
         m = mask.float()[:, None, :]  # (B, 1, N)
@@ -115,7 +114,7 @@ class Denoiser(nn.Module):
         dc = drop_c[:, None, :].expand(-1, c.shape[1], -1)  # (B, N, c_dim)
         c_in = torch.cat([torch.where(dc, self.null_c.to(c.dtype), c), dc.to(c.dtype)], dim=-1)
         cond = self.cond_mix(F.silu(s_h + self.c_proj(c_in.transpose(1, 2)))) * m
-        return torch.stack([block.cond(cond) for block in self.blocks], dim=1).permute(0, 3, 1, 2)
+        return torch.stack([block.cond(cond) for block in self.blocks], dim=1)
 
     def forward(
         self,
@@ -146,7 +145,7 @@ class Denoiser(nn.Module):
             Score condition replaced by its learned null.
         drop_c : (B, c_dim) bool
             Controls replaced by their learned nulls (unconditional on them).
-        cond_h : (B, N, L, 2C), optional
+        cond_h : (B, L, 2C, N), optional
             :meth:`condition` of the same conditions, computed once for many steps
             (``s``, ``c``, ``drop_s``, ``drop_c`` are then not read).
 
@@ -159,7 +158,6 @@ class Denoiser(nn.Module):
         step = self.step_mlp(step_embedding(t, self.config.step_embed_dim))
         if cond_h is None:
             cond_h = self.condition(s, c, mask, drop_s, drop_c)
-        cond_h = cond_h.permute(0, 2, 3, 1)  # (B, L, 2C, N)
         skips = 0.0
         for i, block in enumerate(self.blocks):
             h, skip = block(h, step, cond_h[:, i], m)
