@@ -65,10 +65,14 @@ class LinearRenderer:
 
 
 class DeadpanRenderer:
-    """Notated tempo, constant velocity, notated durations, no pedal."""
+    """Notated tempo, constant velocity, notated durations, no pedal.
 
-    def __init__(self, store: CodecStore):
-        st = store.meta["stats"]
+    ``stats``: the training statistics of a codec store (or of a checkpoint's data): the
+    mean velocity, and the tempo used where a score has no metronome marking.
+    """
+
+    def __init__(self, stats: dict):
+        st = stats
         self.default_bp = float(math.exp(st["p_log_mean"][0]))
         self.velocity = float(st["p_log_mean"][1])
 
@@ -144,10 +148,17 @@ def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, 
     """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
     if spec == "dexter":
         return DexterRenderer(checkpoint, sampler, steps, seed, guidance)
-    if spec in ("deadpan", "linear"):
+    if spec == "deadpan":
+        if store is not None:
+            return DeadpanRenderer(store.meta["stats"])
+        from .engine import load_expression
+
+        # no store (a --pieces list): the statistics of the data the checkpoint was trained on
+        return DeadpanRenderer(load_expression(checkpoint)[1]["codec"]["stats"])
+    if spec == "linear":
         if store is None:
-            raise DexterError(f"the {spec} renderer needs a codec store (--data) for its training statistics")
-        return DeadpanRenderer(store) if spec == "deadpan" else LinearRenderer(store)
+            raise DexterError("the linear renderer is fitted on a codec store's train split: give --data")
+        return LinearRenderer(store)
     if spec.startswith("external:"):
         return ExternalRenderer(Path(spec.split(":", 1)[1]))
     raise DexterError(f"unknown renderer {spec!r}; choose from dexter, deadpan, linear, external:DIR")
