@@ -274,15 +274,18 @@ class BatchResult:
     seconds: float
 
 
-def find_scores(folder: Path) -> list[Path]:
-    """Score files under ``folder`` (recursively, sorted), by extension."""
+def find_scores(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Score files under ``folder`` (recursively, sorted), by extension; not our own outputs
+    (``*.performance.mid``, anything under ``exclude``)."""
     from .data.scores import SCORE_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DexterError(f"not a folder: {folder}")
+    skip = Path(exclude).resolve() if exclude is not None else None
     found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SCORE_SUFFIXES
-                   and not p.name.endswith(".performance.mid"))
+                   and not p.name.endswith(".performance.mid")
+                   and not (skip is not None and skip in p.resolve().parents))
     if not found:
         raise DexterError(f"no score file (.musicxml .xml .mxl .mei .krn .mid) under {folder}")
     return found
@@ -323,7 +326,8 @@ def render_batch(
 
     t0 = time.perf_counter()
     folder = Path(folder)
-    scores = find_scores(folder)
+    scores = find_scores(folder, exclude=out_dir if out_dir is not None and Path(out_dir) != folder else None)
+    inputs = {p.resolve() for p in scores}
     if kwargs.get("controls"):
         from .data.codec import C_CODEC_NAMES
 
@@ -335,6 +339,8 @@ def render_batch(
         out = (Path(out_dir) / rel.parent / f"{rel.stem}.mid" if out_dir is not None
                else score.with_name(f"{score.stem}.performance.mid"))
         try:
+            if out.resolve() in inputs:
+                raise DexterError(f"its output {out} would overwrite a score of the batch")
             res = render_score(score, out, loaded=loaded, **kwargs)
             rendered.append((score, res.outputs))
             n_notes += res.n_notes

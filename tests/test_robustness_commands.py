@@ -194,3 +194,25 @@ def test_a_performance_of_another_piece_is_refused_by_render_from(checkpoint, tm
                        case="--from: an alignment of another score")
     assert _one_line_error(code, err), err
     assert not (tmp_path / "o.mid").exists()
+
+
+def test_batch_render_skips_bad_scores_and_never_reads_or_overwrites_its_own_outputs(checkpoint, tmp_path, cli):
+    import mido
+
+    folder = tmp_path / "scores"
+    (folder / "sub dir é").mkdir(parents=True)
+    make_score(folder / "a.musicxml", n_notes=12)
+    make_score(folder / "sub dir é" / "b.musicxml", n_notes=20)
+    (folder / "broken.musicxml").write_text("<score-partwise><part-list>")
+    out = folder / "out"
+    args = ["render", str(folder), "-o", str(out), "--checkpoint", str(checkpoint), "--steps", "2", "-q"]
+    for case in ("a folder with one bad score", "the same again (outputs inside the folder)"):
+        code, _, err = cli(args, case=case)
+        assert code == 1 and "1 of 3 scores could not be rendered" in err and "broken.musicxml" in err, err
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mid")) == ["a.mid", "sub dir é/b.mid"]
+    notes = [m for m in mido.MidiFile(str(out / "sub dir é" / "b.mid")) if m.type == "note_on" and m.velocity > 0]
+    assert len(notes) == 20
+    code, _, err = cli(["render", str(out), "-o", str(out), "--checkpoint", str(checkpoint), "-q"],
+                       case="outputs that would overwrite the batch's scores")
+    assert code == 1 and "would overwrite" in err
+    assert len(list(out.rglob("*.mid"))) == 2
