@@ -11,12 +11,14 @@ temporary folder that replaces the previous one in one rename.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -48,10 +50,24 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def _write_error(directory: Path, exc: Exception) -> DexterError:
-    why = getattr(exc, "strerror", None) or str(exc)
-    kept = "; the previous checkpoint is intact" if directory.exists() else ""
-    return DexterError(f"cannot write checkpoint {directory}: {why}{kept}")
+@contextlib.contextmanager
+def _atomic_dir(directory: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``directory`` that replaces it once the block ends; a
+    failed write (a full disk) is one clear error and leaves the previous folder intact."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        yield tmp
+        _replace_dir(tmp, directory)
+    except DexterError:
+        raise
+    except Exception as exc:  # OSError, or safetensors' own error around one
+        why = getattr(exc, "strerror", None) or str(exc)
+        kept = "; the previous checkpoint is intact" if directory.exists() else ""
+        raise DexterError(f"cannot write checkpoint {directory}: {why}{kept}") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict) -> None:
@@ -69,22 +85,11 @@ def export_inference(directory: Path, state: dict[str, torch.Tensor], config: di
     """
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     config = {**config, "format": FORMAT, "sha256": tensors_sha256(tensors)}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with _atomic_dir(Path(directory)) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"config": json.dumps(config)})
         write_json(tmp / "config.json", config)
-        _replace_dir(tmp, directory)
-    except DexterError:
-        raise
-    except Exception as exc:  # OSError, or safetensors' own error around one (a full disk)
-        raise _write_error(directory, exc) from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def load_inference(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -134,22 +139,11 @@ def save_training_state(directory: Path, *, model: dict, ema: dict, optimizer: d
     """Write the full training state for ``--resume`` (atomically, as one folder)."""
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with _atomic_dir(Path(directory)) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.items()}, str(tmp / "model.safetensors"))
         save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
         torch.save(optimizer, tmp / "optimizer.pt")
         write_json(tmp / "trainer.json", {"step": step, "config": config, **(extra or {})})
-        _replace_dir(tmp, directory)
-    except DexterError:
-        raise
-    except Exception as exc:  # OSError, or safetensors' own error around one (a full disk)
-        raise _write_error(directory, exc) from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def load_training_state(directory: Path) -> dict:

@@ -72,9 +72,8 @@ class DeadpanRenderer:
     """
 
     def __init__(self, stats: dict):
-        st = stats
-        self.default_bp = float(math.exp(st["p_log_mean"][0]))
-        self.velocity = float(st["p_log_mean"][1])
+        self.default_bp = float(math.exp(stats["p_log_mean"][0]))
+        self.velocity = float(stats["p_log_mean"][1])
 
     def __call__(self, piece: Piece) -> Performance:
         from .data.scores import notated_beat_period

@@ -92,3 +92,23 @@ def cli(request, capsys):
         record(request, case, code, said)
         return code, out.out, out.err
     return run
+
+
+def sigkill_when(args: list[str], ready, timeout: float) -> None:
+    """Start ``args``, poll ``ready()`` until it is true, then SIGKILL the process (asserting it
+    was still running and died of the signal)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()

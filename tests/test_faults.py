@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import TINY, record
+from .conftest import TINY, record, sigkill_when
 from .synth import make_asap_tree, make_score
 
 pytestmark = pytest.mark.slow
@@ -55,20 +55,8 @@ def test_codec_killed_mid_run_resumes_with_no_duplicate_or_missing_performance(t
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "dexter_cli", "codec", "--asap-root", str(tree), "--datasets", "asap",
             "-N", "16", "-o", str(out), "-q"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     perfs = out / "parts" / "perfs"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if perfs.is_dir() and len(_finished(perfs)) >= 4:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(args, lambda: perfs.is_dir() and len(_finished(perfs)) >= 4, timeout=300)
     done_before = len(_finished(perfs))
     assert 4 <= done_before < 20 and not (out / "meta.json").exists()
     again = run_codec(out, datasets_root=None, roots={"asap": tree}, max_note_seq=16)

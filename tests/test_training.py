@@ -21,7 +21,7 @@ from dexter_cli.errors import DexterError
 from dexter_cli.model import Denoiser, ModelConfig
 from dexter_cli.train import TrainingInterrupted, train
 
-from .conftest import TINY
+from .conftest import TINY, sigkill_when
 from .synth import make_asap_tree
 
 
@@ -253,8 +253,6 @@ def test_gradient_accumulation_matches_one_big_batch_in_shape_and_runs(store_pat
 
 @pytest.mark.slow
 def test_sigkill_mid_run_resumes_from_the_last_state_to_the_same_weights(store_path, tmp_path):
-    import time
-
     from dexter_cli.checkpoint import load_training_state
 
     extra = ["optim.max_steps=200", "eval.checkpoint_every=10", "eval.every=1000"]
@@ -263,22 +261,14 @@ def test_sigkill_mid_run_resumes_from_the_last_state_to_the_same_weights(store_p
     args = [sys.executable, "-m", "dexter_cli", "train", *TINY, f"data.path={store_path}", "optim.batch_size=4",
             "optim.warmup_steps=3", "eval.log_every=3", "eval.steps=3", "eval.sample_segments=2",
             "eval.valid_batches=1", *extra, "--run-dir", str(run), "--quiet"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if load_training_state(run / "state")["step"] >= 30:
-                    break
-            except DexterError:
-                pass  # no state yet (or being replaced: the old one must still be readable, asserted below)
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def reached_step_30() -> bool:
+        try:
+            return load_training_state(run / "state")["step"] >= 30
+        except DexterError:
+            return False  # no state yet (or being replaced: the old one must still be readable, asserted below)
+
+    sigkill_when(args, reached_step_30, timeout=240)
     killed_at = load_training_state(run / "state")["step"]
     assert 30 <= killed_at < 200
     res = train(cfg_for(store_path, run, *extra), resume=True)
