@@ -165,10 +165,10 @@ class Expression:
         elif x_start is not None:
             t_start = max(0, min(self.schedule.T - 1, round((strength or 0.5) * self.schedule.T) - 1))
             x0 = self.norm.encode_p(x_start.float())
-            noise = torch.randn(shape, generator=generator)
+            noise = torch.randn(shape, generator=generator).to(mask.device)
             x = self.schedule.q_sample(x0, torch.full((B,), t_start), noise)
         else:
-            x = torch.randn(shape, generator=generator)
+            x = torch.randn(shape, generator=generator).to(mask.device)  # drawn where the generator lives
         fn = get_sampler(sampler)
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
         self._memo = (None, None)

@@ -100,7 +100,9 @@ def logsnr_timesteps(schedule: Schedule, steps: int, t_start: int | None = None)
 
 
 def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    # drawn on the generator's device (a CPU generator gives the same noise on any device)
+    where = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
 
 
 @torch.no_grad()

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Train several model sizes at once on one lent GPU inside a fixed wall-clock budget.
+#
+# Runs on the device machine (its python3 has torch, accelerate, typer, rich, safetensors, yaml),
+# from the repository root, with the packed store (scripts/pack_store.py) carried in artifacts/.
+#   bash scripts/device_sweep.sh BUDGET_S NAME=MODEL_YAML:LR ...
+# First the CUDA tests (sampling and the loss on the GPU equal the CPU's). Each run then gets the
+# same number of seconds: a 150-step probe of all runs together measures their speed, then each
+# trains a full cosine schedule sized to the time left (runs still going at the deadline are
+# stopped with SIGTERM, which saves their state). The last inference checkpoint (EMA weights) and
+# the metrics of each run are tarred into $OUT/NAME.tar.
+#   NAME=MODEL_YAML:LR[:BATCH]   (BATCH defaults to 128)
+set -euo pipefail
+budget=$1; shift
+pids=()
+start=$(date +%s)
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+python3 scripts/pack_store.py unpack artifacts/store.pack /tmp/store
+common=(--config configs/default.yaml data.path=/tmp/store --quiet)
+parse() { name=${1%%=*}; IFS=: read -r model lr batch <<< "${1#*=}"; batch=${batch:-128}; }
+
+for spec in "$@"; do
+  parse "$spec"
+  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "${PROBE_STEPS:-150}" \
+    eval.every=100000 eval.checkpoint_every=100000 --run-dir /tmp/probe_$name > /tmp/probe_$name.log 2>&1 &
+done
+wait
+probe_end=$(date +%s)
+left=$(( budget - (probe_end - start) - 45 ))
+echo "probe took $((probe_end - start)) s; $left s left for training"
+
+for spec in "$@"; do
+  parse "$spec"
+  it_s=$(python3 -c "import json; r=[json.loads(l) for l in open('/tmp/probe_$name/metrics.jsonl')]; print([x['it_s'] for x in r if 'it_s' in x][-1])")
+  steps=$(python3 -c "print(max(int($it_s * $left * 0.85 / 500) * 500, 10))")
+  echo "$name: $it_s it/s in the probe -> $steps steps"
+  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "$steps" \
+    optim.warmup_steps=500 eval.every=1000 eval.checkpoint_every=1000 --run-dir /tmp/run_$name > /tmp/run_$name.log 2>&1 &
+  pids+=($!)
+done
+deadline=$(( start + budget ))
+alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+while alive && [ "$(date +%s)" -lt "$deadline" ]; do sleep 3; done
+kill -TERM "${pids[@]}" 2>/dev/null || true
+wait || true
+for spec in "$@"; do
+  parse "$spec"
+  tail -2 /tmp/run_$name.log
+  tar -cf "$OUT/$name.tar" -C /tmp/run_$name checkpoints/last metrics.jsonl config.yaml || true
+done
+echo "total $(( $(date +%s) - start )) s"
