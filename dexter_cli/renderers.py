@@ -94,10 +94,10 @@ class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core)."""
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
-                 guidance: float = DEFAULT_GUIDANCE):
+                 guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5):
         from .engine import load_expression
 
-        self.sampler, self.steps, self.seed, self.guidance = sampler, steps, seed, guidance
+        self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
         self.loaded = load_expression(checkpoint)  # once, not per piece
 
     def __call__(self, piece: Piece) -> Performance:
@@ -105,7 +105,7 @@ class DexterRenderer:
 
         p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
                                          sampler=self.sampler, steps=self.steps, seed=self.seed,
-                                         guidance=self.guidance)
+                                         guidance=self.guidance, overlap=self.overlap)
         if list(note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")
         return Performance(p[0], np.ones(len(p[0]), dtype=bool))
@@ -143,10 +143,10 @@ class ExternalRenderer:
 
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
-                  guidance: float = DEFAULT_GUIDANCE):
+                  guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5):
     """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
     if spec == "dexter":
-        return DexterRenderer(checkpoint, sampler, steps, seed, guidance)
+        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap)
     if spec == "deadpan":
         if store is not None:
             return DeadpanRenderer(store.meta["stats"])

@@ -23,6 +23,7 @@ def evaluate(
     steps: int = typer.Option(20, "--steps", help="Its steps."),
     seed: int = typer.Option(0, "--seed", help="Its seed."),
     guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", help="Its classifier-free guidance weight w."),
+    overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -38,7 +39,7 @@ def evaluate(
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
-                                sampler=sampler, steps=steps, seed=seed, guidance=guidance, workers=workers,
+                                sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap, workers=workers,
                                 progress=progress)
     files = write_report(report, out)
     names = list(report.summary)

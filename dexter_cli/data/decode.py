@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import DexterError
 from ..fileio import atomic_path
 from ._partitura import pt, quiet
+from .midi import midi_bytes
 from .scores import LoadedScore
 
 MIN_DURATION_S = 0.02  # grace notes have no notated duration; every MIDI note gets at least this
@@ -54,9 +55,12 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
     durations = np.maximum(od[:, 1], MIN_DURATION_S)
     onsets, durations = separate_repeated_keys(onsets, durations, na["pitch"])
     velocity = np.clip(np.round(p[:, 1] * 127), 1, 127).astype(int)
-    notes = [{"id": str(nid), "midi_pitch": int(np.clip(pitch, 0, 127)), "note_on": float(on),
-              "note_off": float(on + d), "sound_off": float(on + d), "velocity": int(v), "track": 0, "channel": 0}
-             for nid, pitch, on, d, v in zip(score.note_ids, na["pitch"], onsets, durations, velocity)]
+    pitch = np.clip(na["pitch"], 0, 127).astype(int)
+    offsets = onsets + durations
+    notes = [{"id": nid, "midi_pitch": k, "note_on": on, "note_off": off, "sound_off": off, "velocity": v,
+              "track": 0, "channel": 0}
+             for nid, k, on, off, v in zip(score.note_ids.tolist(), pitch.tolist(), onsets.tolist(),
+                                           offsets.tolist(), velocity.tolist())]
     controls = pedal_events(onsets, p[:, 4])
     return pt.performance.PerformedPart(notes, controls=controls)
 
@@ -86,17 +90,18 @@ def separate_repeated_keys(onsets: np.ndarray, durations: np.ndarray, pitches: n
 def pedal_events(onsets: np.ndarray, pedal: np.ndarray) -> list[dict]:
     """Sustain CC64 events: the pedal value of each onset group, when it changes."""
     order = np.argsort(onsets, kind="stable")
-    events, last = [], None
-    for i in order:
-        v = int(np.clip(round(float(pedal[i]) * 127), 0, 127))
-        if v != last:
-            events.append({"number": 64, "time": float(onsets[i]), "value": v, "track": 0, "channel": 0})
-            last = v
-    return events
+    values = np.clip(np.round(np.asarray(pedal, dtype=np.float64)[order] * 127), 0, 127).astype(int)
+    change = np.flatnonzero(np.diff(values, prepend=-1) != 0)
+    return [{"number": 64, "time": t, "value": v, "track": 0, "channel": 0}
+            for t, v in zip(np.asarray(onsets, dtype=np.float64)[order][change].tolist(), values[change].tolist())]
 
 
 def save_midi(performed_part: object, path: Path) -> None:
-    """Write a PerformedPart as a standard MIDI file, atomically."""
+    """Write a PerformedPart as a standard MIDI file (format 0, 480 ticks per quarter, 120 BPM), atomically."""
+    notes, cc = performed_part.notes, performed_part.controls
+    field = lambda rows, key, dtype: np.array([r[key] for r in rows], dtype=dtype)  # noqa: E731
+    data = midi_bytes(field(notes, "midi_pitch", int), field(notes, "note_on", float), field(notes, "note_off", float),
+                      field(notes, "velocity", int), field(cc, "time", float), field(cc, "number", int),
+                      field(cc, "value", int))
     with atomic_path(path, suffix=".mid") as tmp:
-        with quiet():
-            pt.save_performance_midi(performed_part, str(tmp))
+        Path(tmp).write_bytes(data)
