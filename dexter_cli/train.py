@@ -95,6 +95,7 @@ def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, **facts) -
                       "p_codec_names": meta["p_codec_names"], "s_codec_names": meta["s_codec_names"],
                       "c_codec_names": meta["c_codec_names"], "stats": meta["stats"]},
             "training": {"step": step, "data": str(store.path), "counts": meta["counts"],
+                         "train_segments": len(_datasets(cfg, store)[0]),  # what this run saw (a store may be a subset)
                          "pieces_train": len(meta.get("pieces", {}).get("train", [])), **facts}}
 
 

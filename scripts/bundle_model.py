@@ -1,6 +1,7 @@
 """Ship a trained checkpoint as the bundled default model (dexter_cli/assets/default).
 
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v1] [--hardware "..."]
+                                   [--fact KEY=VALUE ...]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
 the checkpoint config, verified by loading it back.
@@ -9,6 +10,7 @@ the checkpoint config, verified by loading it back.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 from pathlib import Path
 
@@ -21,10 +23,18 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("--name", default="dexter-default-v1")
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, 2 cores")
+    ap.add_argument("--fact", action="append", default=[],
+                    help="KEY=VALUE recorded in the config's training facts (VALUE parsed as JSON when it is JSON)")
     args = ap.parse_args()
     state, config = load_inference(Path(args.checkpoint))
     run_dir = Path(args.checkpoint).parents[1]
     config["training"].update({"name": args.name, "hardware": args.hardware, "run_dir": str(run_dir)})
+    for item in args.fact:
+        key, _, value = item.partition("=")
+        try:
+            config["training"][key] = json.loads(value)
+        except json.JSONDecodeError:
+            config["training"][key] = value
     for k in ("format", "sha256"):
         config.pop(k, None)
     export_inference(DEFAULT_CHECKPOINT, state, config)

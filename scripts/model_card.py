@@ -40,14 +40,16 @@ def main() -> None:
         "from `../shared/datasets` (ASAP subset and Vienna 4x22 subset).",
         f"- {counts.get('performances')} performances of {counts.get('scores')} scores, {counts.get('notes')} played notes; "
         f"{tr.get('pieces_train')} train pieces. Segments: {json.dumps(counts.get('per_split'))}.",
-        "- Trained on the train split only (real and mixup segments); the test split was never seen.",
+        "- Trained on the train split only (real and mixup segments"
+        + (f": {tr['train_segments']} segments seen" if tr.get("train_segments") else "")
+        + (f", {tr['data_note']}" if tr.get("data_note") else "") + "); the test split was never seen.",
         "",
         "## Model and training",
         f"- Denoiser: {json.dumps(cfg['model'])} ({sum(p.numel() for p in expr.model.parameters()) / 1e6:.2f} M parameters).",
         f"- Task: {json.dumps(cfg['task'])}.",
         f"- {tr.get('step')} steps" + (f", {tr['train_seconds'] / 3600:.2f} h" if tr.get("train_seconds") else "")
         + (f" on {tr['hardware']}" if tr.get("hardware") else "") + ". Config: `configs/default.yaml`; reproduce with "
-        "`dexter codec --max-note-seq 300 --mixup --workers 2 && dexter train --config configs/default.yaml`.",
+        + (tr.get("recipe") or "`dexter codec --max-note-seq 300 --mixup --workers 2 && dexter train --config configs/default.yaml`") + ".",
         "",
         "## Evaluation (`dexter evaluate`, test split, whole pieces)",
         "Each number: median over pieces of the per-piece median over every human performance of the piece. "

@@ -185,3 +185,23 @@ def test_cli_train_on_real_data_end_to_end(shared_datasets, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "done: 6 steps" in r.stderr
     assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_fast_note_array_equals_partituras(shared_datasets):
+    # scores.note_array evaluates partitura's time maps once per distinct time, not once per note:
+    # the array must be partitura's own, field for field (grace notes, unfolded repeats, 6/8)
+    import partitura as pt
+
+    from dexter_cli.data.scores import note_array, parse_score
+
+    for path, unfold in [(shared_datasets / "vienna4x22/musicxml/Mozart_K331_1st-mov.musicxml", False),
+                         (shared_datasets / "asap" / BWV848 / "xml_score.musicxml", True)]:
+        part = parse_score(path)
+        if unfold:
+            part = pt.score.unfold_part_maximal(part, update_ids=True)
+        ref = part.note_array(include_staff=True, include_time_signature=True, include_metrical_position=True,
+                              include_grace_notes=True)
+        new = note_array(part)
+        assert new.dtype == ref.dtype and len(new) == len(ref) > 100
+        for field in ref.dtype.names:
+            np.testing.assert_array_equal(new[field], ref[field], err_msg=f"{path.name}: {field}")
