@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 
 from .errors import DexterError
-from .fileio import write_json
+from .fileio import default_mode, write_json
 
 FORMAT = "dexter-checkpoint-1"
 
@@ -58,6 +58,9 @@ def _atomic_dir(directory: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         yield tmp
+        os.chmod(tmp, default_mode(directory=True))
+        for f in tmp.iterdir():
+            os.chmod(f, default_mode())
         _replace_dir(tmp, directory)
     except DexterError:
         raise

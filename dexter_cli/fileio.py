@@ -18,6 +18,17 @@ import numpy as np
 from .errors import DexterError
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open()`` (or ``mkdir``) would give under the process umask.
+
+    ``tempfile`` makes private files (0600) and folders (0700); outputs renamed from them get
+    these modes instead, so a rendered MIDI file or a shipped checkpoint is readable as usual.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.
@@ -37,6 +48,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, default_mode())
         os.replace(tmp_path, path)
     except OSError as exc:  # a full disk, a file size limit, a read-only folder: the old file stays
         raise DexterError(f"cannot write {path}: {exc.strerror or exc}" +

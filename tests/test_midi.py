@@ -53,3 +53,24 @@ def test_a_release_and_a_new_strike_of_one_key_at_the_same_tick_keep_their_order
 def test_out_of_range_data_bytes_are_refused():
     with pytest.raises(ValueError):
         midi_bytes(np.array([128]), np.array([0.0]), np.array([1.0]), np.array([64]))
+
+
+def test_outputs_get_the_usual_permissions_not_temp_files_private_ones(tmp_path):
+    # atomic writes go through tempfile (0600 files, 0700 folders); the results must not stay private
+    import os
+
+    import torch
+
+    from dexter_cli.checkpoint import export_inference
+    from dexter_cli.fileio import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.mid") as tmp:
+            tmp.write_bytes(b"x")
+        export_inference(tmp_path / "ckpt", {"w": torch.zeros(2)}, {"model": {}, "training": {}})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.mid").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "ckpt").stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / "ckpt").iterdir())
