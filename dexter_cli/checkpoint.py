@@ -59,8 +59,9 @@ def _atomic_dir(directory: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, default_mode(directory=True))
+        file_mode = default_mode()
         for f in tmp.iterdir():
-            os.chmod(f, default_mode())
+            os.chmod(f, file_mode)
         _replace_dir(tmp, directory)
     except DexterError:
         raise

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .diffusion import Schedule, diffusion_loss, get_sampler
+from .diffusion import Schedule, diffusion_loss, get_sampler, randn
 from .diffusion.schedule import check_prediction
 from .model import Denoiser, ModelConfig
 from .model.normalize import CodecNormalizer
@@ -165,10 +165,10 @@ class Expression:
         elif x_start is not None:
             t_start = max(0, min(self.schedule.T - 1, round((strength or 0.5) * self.schedule.T) - 1))
             x0 = self.norm.encode_p(x_start.float())
-            noise = torch.randn(shape, generator=generator).to(mask.device)
+            noise = randn(shape, generator, mask.device)
             x = self.schedule.q_sample(x0, torch.full((B,), t_start), noise)
         else:
-            x = torch.randn(shape, generator=generator).to(mask.device)  # drawn where the generator lives
+            x = randn(shape, generator, mask.device)
         fn = get_sampler(sampler)
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
         self._memo = (None, None)

@@ -87,7 +87,7 @@ def _datasets(cfg: TrainConfig, store: CodecStore):
 
 
 def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, **facts) -> dict:
-    """The small config stored beside the weights: all inference needs."""
+    """The small config stored beside the weights: all inference needs, and training facts."""
     meta = store.meta
     return {"model": cfg.model.to_dict(),
             "task": cfg.task.__dict__.copy(),
@@ -95,7 +95,6 @@ def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, **facts) -
                       "p_codec_names": meta["p_codec_names"], "s_codec_names": meta["s_codec_names"],
                       "c_codec_names": meta["c_codec_names"], "stats": meta["stats"]},
             "training": {"step": step, "data": str(store.path), "counts": meta["counts"],
-                         "train_segments": len(_datasets(cfg, store)[0]),  # what this run saw (a store may be a subset)
                          "pieces_train": len(meta.get("pieces", {}).get("train", [])), **facts}}
 
 
@@ -129,6 +128,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     cfg.model.p_dim, cfg.model.s_dim, cfg.model.c_dim = (len(meta["p_codec_names"]), len(meta["s_codec_names"]),
                                                           len(meta["c_codec_names"]))
     train_set, valid_set = _datasets(cfg, store)
+
+    def ckpt_config(step: int, **facts) -> dict:  # with the segments this run saw (a store may be a subset)
+        return checkpoint_config(cfg, store, step, train_segments=len(train_set), **facts)
+
     run_dir = Path(cfg.run_dir)
     state_dir = run_dir / "state"
     state = None
@@ -198,7 +201,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                                 extra={"best_valid": best, "nonfinite_steps": nonfinite_total,
                                        "train_seconds": elapsed()})
             export_inference(run_dir / "checkpoints" / "last", ema,
-                             checkpoint_config(cfg, store, step, train_seconds=elapsed()))
+                             ckpt_config(step, train_seconds=elapsed()))
         accelerator.wait_for_everyone()
 
     def evaluate() -> dict:
@@ -297,7 +300,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                     if ev.get("valid_loss", float("inf")) < best:
                         best = ev["valid_loss"]
                         export_inference(run_dir / "checkpoints" / "best", ema,
-                                         checkpoint_config(cfg, store, step, valid_loss=best,
+                                         ckpt_config(step, valid_loss=best,
                                                            train_seconds=elapsed()))
                     if progress:
                         progress(step, cfg.optim.max_steps, {"step": step, **ev})
@@ -311,7 +314,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         save_state()
         if accelerator.is_main_process and not (run_dir / "checkpoints" / "best").exists():
             export_inference(run_dir / "checkpoints" / "best", ema,
-                             checkpoint_config(cfg, store, step, train_seconds=elapsed()))
+                             ckpt_config(step, train_seconds=elapsed()))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -54,12 +54,6 @@ class Guided:
         return out_u + self.guidance * (out_c - out_u)
 
 
-def guided(denoiser: Denoiser, x: torch.Tensor, t: int, cond: dict, uncond: dict | None,
-           guidance: float) -> torch.Tensor:
-    """Network output at step ``t`` with classifier-free guidance (one batched pass)."""
-    return Guided(denoiser, cond, uncond, guidance)(x, t)
-
-
 def predict(prediction: str, out: torch.Tensor, x: torch.Tensor, ab: torch.Tensor,
             clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps_hat, x0_hat) from a network output; with ``clip_x0``, x0_hat is clipped to the data
@@ -99,10 +93,16 @@ def logsnr_timesteps(schedule: Schedule, steps: int, t_start: int | None = None)
     return sorted(set(ts), reverse=True)
 
 
+def randn(shape: tuple, generator: torch.Generator | None, device: torch.device | str = "cpu",
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to ``device``: a CPU
+    generator gives the same noise whether the model runs on the CPU or a GPU."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
+
+
 def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    # drawn on the generator's device (a CPU generator gives the same noise on any device)
-    where = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
+    return randn(x.shape, generator, x.device, x.dtype)
 
 
 @torch.no_grad()
