@@ -184,6 +184,14 @@ def test_from_with_automatic_alignment_and_from_another_piece(checkpoint, shared
     res = render_score(piece / "xml_score.musicxml", tmp_path / "auto.mid", checkpoint=checkpoint, steps=3,
                        from_performance=piece / "Lee01M.mid", strength=0.2)
     assert res.outputs[0].is_file() and res.n_notes > 1000
+    # the same seed gives the same output through the automatic alignment too (parangonar samples
+    # from numpy's global generator), and the caller's numpy state is left as it was
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    again = render_score(piece / "xml_score.musicxml", tmp_path / "again.mid", checkpoint=checkpoint, steps=3,
+                         from_performance=piece / "Lee01M.mid", strength=0.2)
+    assert again.outputs[0].read_bytes() == res.outputs[0].read_bytes()
+    assert (np.random.get_state()[1] == before).all()
     with pytest.raises(DexterError, match="is it a performance of this piece"):
         render_score(piece / "xml_score.musicxml", tmp_path / "other.mid", checkpoint=checkpoint,
                      from_performance=shared_datasets / "vienna4x22/match/Mozart_K331_1st-mov_p01.match")

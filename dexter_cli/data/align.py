@@ -6,6 +6,7 @@ import contextlib
 import io
 from pathlib import Path
 
+import numpy as np
 
 from ..errors import DexterError
 from ._partitura import load_alignment_from_ASAP, load_parangonada_alignment, pt, quiet
@@ -48,16 +49,22 @@ def load_performance(path: Path, alignment: Path | None = None) -> tuple[object,
 
 
 def auto_align(score_part: object, perf: object) -> list[dict]:
-    """parangonar's automatic note alignment (its console chatter silenced)."""
+    """parangonar's automatic note alignment (its console chatter silenced), the same on every call."""
     try:
         import parangonar as pa
     except ImportError as exc:  # it is a dependency; a broken install says so plainly
         raise DexterError("automatic alignment needs parangonar (pip install parangonar)") from exc
+    # parangonar samples chord combinations from numpy's global generator: seeded here (and the
+    # caller's state restored) so that the same score and performance always align the same way
+    state = np.random.get_state()
+    np.random.seed(0)
     with quiet(), contextlib.redirect_stdout(io.StringIO()):
         try:
             return list(pa.AutomaticNoteMatcher()(score_part.note_array(), perf.note_array(), verbose_time=False))
         except Exception as exc:
             raise DexterError(f"automatic alignment failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            np.random.set_state(state)
 
 
 def check_coverage(alignment: list[dict], score: object, perf: object, name: str) -> float:
