@@ -53,7 +53,10 @@ ROWS: list[tuple[str, str, str, str]] = []  # (test, case, exit status, what dex
 
 
 def record(request, case: str, code: "int | str", said: str) -> None:
-    """Add one row to the robustness table."""
+    """Add one row to the robustness table (the test's temporary folder left out of paths)."""
+    tmp = getattr(request.node, "funcargs", {}).get("tmp_path")
+    if tmp is not None:
+        said = said.replace(f"{tmp}/", "")
     ROWS.append((request.node.originalname, case, str(code), said))
 
 

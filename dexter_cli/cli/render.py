@@ -60,8 +60,9 @@ def render(
             console.print(f"rendered {len(res.rendered)} of {len(res.rendered) + len(res.skipped)} scores "
                           f"({res.n_notes} notes) in {res.seconds:.1f} s", highlight=False)
         if res.skipped:
+            written = "; the others were written" if res.rendered else ""
             raise DexterError(f"{len(res.skipped)} of {len(res.rendered) + len(res.skipped)} scores could not be "
-                              f"rendered (listed above); the others were written")
+                              f"rendered (listed above){written}")
         return
     from ..render import render_score
 
