@@ -34,6 +34,7 @@ class TaskConfig:
     cond_drop_all: float = 0.5  # ... and all controls of an example at once with this p
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
+    prior: str = "none"  # none | linear: diffuse the residual from the ridge prior mean mu(s) (dexter_cli.prior)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class TrainConfig:
 
 
 TARGETS = ("gen_noise", "transfer")
+PRIORS = ("none", "linear")  # task.prior: none, or the ridge prior mean of dexter_cli.prior
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -158,6 +160,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         _apply(cfg, _dotted(key.strip(), value))
     if cfg.task.target not in TARGETS:
         raise DexterError(f"unknown target {cfg.task.target!r}; choose from {', '.join(TARGETS)}")
+    if cfg.task.prior not in PRIORS:
+        raise DexterError(f"unknown prior {cfg.task.prior!r}; choose from {', '.join(PRIORS)}")
     return cfg
 
 

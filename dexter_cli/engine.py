@@ -12,6 +12,10 @@ transfer
     the "noise" is the paired source performance: x_t = sqrt(ab) x0_target +
     sqrt(1 - ab) x_source; the condition is c_target - c_source; sampling starts
     from the source and adds no variance (DDIM, eta = 0).
+
+With a prior mean mu(s) (``task.prior: linear``, :mod:`dexter_cli.prior`) every
+p_codec above is taken relative to it: the diffusion runs over p - mu(s) and a
+sample is mu(s) + x0_hat. Without one, mu = 0.
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ class Expression:
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
         """DExter's loss on one batch (random t, noise and condition dropout from ``generator``)."""
         batch = {k: v.to(device) for k, v in batch.items()}
-        x0 = self.norm.encode_p(batch["p_codec"].float())
+        mu = self.norm.prior(self.norm.encode_s(batch["s_codec"].float()))  # prior mean mu(s), 0 without
+        x0 = self.norm.encode_p(batch["p_codec"].float()) - mu
         B = x0.shape[0]
         C = batch["c_codec"].shape[-1]
         t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)
@@ -108,7 +113,7 @@ class Expression:
         drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
         drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
         if self.target == "transfer":
-            noise = self.norm.encode_p(batch["source_p"].float())
+            noise = self.norm.encode_p(batch["source_p"].float()) - mu
         else:
             noise = torch.randn(x0.shape, generator=generator).to(device)
         ab = self.schedule.ab(t).to(device=device, dtype=x0.dtype)
@@ -121,7 +126,7 @@ class Expression:
     @torch.inference_mode()
     def sample(self, batch: dict, *, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0,
                generator: torch.Generator | None = None, x_start: torch.Tensor | None = None,
-               strength: float | None = None, drop_c: torch.Tensor | None = None,
+               strength: float | None = None, drop_c: torch.Tensor | None = None, temperature: float = 1.0,
                callback: Callable[[int, int, torch.Tensor], None] | None = None,
                wrap: Callable[[Callable], Callable] | None = None) -> torch.Tensor:
         """Sample raw p_codec for a batch of segments.
@@ -141,6 +146,9 @@ class Expression:
             Fraction of the schedule to noise ``x_start`` (DExter's sample_steps_frac).
         drop_c : (B, C) bool tensor, optional
             Controls to leave free (replaced by their nulls).
+        temperature : float
+            Scale of the initial noise x_T when sampling from noise (the deterministic samplers'
+            only randomness): below 1 trades variety for a reading nearer the model's mean.
         callback : callable, optional
             ``callback(i, n, x0_hat)`` after each step.
         wrap : callable, optional
@@ -153,22 +161,23 @@ class Expression:
         mask = batch["mask"]
         B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)
+        mu = self.norm.prior(cond["s"])  # prior mean mu(s), 0 without
         uncond = self.unconditional(cond) if guidance != 1.0 else None
         shape = (B, N, self.model.config.p_dim)
         t_start = None
         if self.target == "transfer":
             # the paper's transfer path: start from the source, no variance added
-            x = self.norm.encode_p(batch["source_p"].float())
+            x = self.norm.encode_p(batch["source_p"].float()) - mu
             if strength is not None:
                 t_start = max(0, min(self.schedule.T - 1, round(strength * self.schedule.T) - 1))
             sampler = "ddim"
         elif x_start is not None:
             t_start = max(0, min(self.schedule.T - 1, round((strength or 0.5) * self.schedule.T) - 1))
-            x0 = self.norm.encode_p(x_start.float())
+            x0 = self.norm.encode_p(x_start.float()) - mu
             noise = randn(shape, generator, mask.device)
             x = self.schedule.q_sample(x0, torch.full((B,), t_start), noise)
         else:
-            x = randn(shape, generator, mask.device)
+            x = randn(shape, generator, mask.device) * float(temperature)
         fn = get_sampler(sampler)
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
         self._memo = (None, None)
@@ -178,7 +187,7 @@ class Expression:
                    callback=callback, clip_x0=self.norm.clip, **kwargs)
         finally:
             self._memo = None  # let go of this sample's conditions
-        z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5)
+        z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5) + mu
         return self.norm.decode_p(z) * mask[..., None].float()
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE
+from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .data.store import CodecStore
 from .errors import DexterError
 from .evaluate import METRICS, Performance, dynamics_levels, human_ceiling, score_against_humans
@@ -97,7 +97,7 @@ def _worker_run(k: int):
 def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint: Path | None = None,
                    split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
                    sampler: str = "dpm++", steps: int = 20, seed: int = 0, guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5,
-                   workers: int = 1,
+                   temperature: float = DEFAULT_TEMPERATURE, workers: int = 1,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.
 
@@ -108,8 +108,8 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         split fits the linear reference and gives deadpan's fallbacks.
     pieces_list : Path, optional
         CSV/TSV of ``score,performance[,alignment]`` rows to evaluate instead of a split.
-    overlap : float
-        Window overlap of the dexter renderer (as ``render_score``).
+    overlap, temperature : float
+        Window overlap and initial-noise scale of the dexter renderer (as ``render_score``).
     workers : int
         Processes over pieces (1: in this process).
 
@@ -126,7 +126,7 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     pieces = list_pieces(pieces_list, limit, workers) if pieces_list else store_pieces(store, split, limit)
     if not pieces:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
-    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap) for spec in renderers}
+    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap, temperature) for spec in renderers}
     report = EvaluationReport()
     results: list = [None] * len(pieces)
     if workers > 1 and len(pieces) > 1:

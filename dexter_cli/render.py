@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import DEFAULT_GUIDANCE
+from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .errors import DexterError
 
 Progress = Callable[[str, int, int], None]
@@ -92,6 +92,7 @@ def _render(
     from_performance: Path | None = None,
     alignment: Path | None = None,
     strength: float = 0.5,
+    temperature: float = DEFAULT_TEMPERATURE,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> tuple[object, np.ndarray, dict]:
@@ -111,6 +112,8 @@ def _render(
         raise DexterError(f"--strength must be in (0, 1], got {strength}")
     if not 0.0 <= overlap < 1.0:
         raise DexterError(f"overlap must be in [0, 1), got {overlap}")
+    if not 0.0 <= temperature <= 2.0:
+        raise DexterError(f"--temperature must be in [0, 2], got {temperature}")
     get_sampler(sampler)  # validates the name
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -153,7 +156,7 @@ def _render(
         progress("sample", 0, total_steps)
     p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
                     x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
-                    callback=cb,
+                    temperature=temperature, callback=cb,
                     wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
     timings["sample"] = time.perf_counter() - t0
     from .diffusion.windows import window_starts
@@ -187,6 +190,7 @@ def render_score(
     from_performance: Path | None = None,
     alignment: Path | None = None,
     strength: float = 0.5,
+    temperature: float = DEFAULT_TEMPERATURE,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> RenderResult:
@@ -223,6 +227,9 @@ def render_score(
         computed with parangonar when absent.
     strength : float
         How deep the source is noised (DExter's sample_steps_frac), in (0, 1].
+    temperature : float
+        Scale of the initial noise (sampling from noise only), in [0, 2]: below 1 a reading
+        nearer the model's mean, at 0 the same for every seed.
     progress : callable, optional
         ``progress(stage, done, total)``.
     loaded : tuple, optional
@@ -238,7 +245,7 @@ def render_score(
     score, p, timings = _render(score_path, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                 seed=seed, controls=controls, num_samples=num_samples, unfold=unfold,
                                 overlap=overlap, from_performance=from_performance, alignment=alignment,
-                                strength=strength, progress=progress, loaded=loaded)
+                                strength=strength, temperature=temperature, progress=progress, loaded=loaded)
     from .data.decode import decode_performance, save_midi
 
     K, n = p.shape[0], p.shape[1]
@@ -314,7 +321,7 @@ def render_batch(
         ``progress("scores", done, total)``.
     **kwargs
         Sampling settings of :func:`render_score` (sampler, steps, guidance, seed,
-        controls, num_samples, unfold, overlap).
+        controls, num_samples, unfold, overlap, temperature).
 
     Returns
     -------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE
+from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .data.store import CodecStore
 from .errors import DexterError
 from .evaluate import Performance
@@ -27,40 +27,23 @@ from .pieces import Piece
 
 
 class LinearRenderer:
-    """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments."""
+    """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments
+    (:func:`dexter_cli.prior.fit_linear_prior`)."""
 
     def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000, seed: int = 0):
         from .model.normalize import CodecNormalizer
-        import torch
+        from .prior import fit_linear_prior
 
         self.norm = CodecNormalizer(store.meta["stats"])
-        idx = store.split_indices("train", synthetic=False)
-        if len(idx) == 0:
-            raise DexterError("the linear reference needs a non-empty train split")
-        self.fitted_on = idx
-        m = np.asarray(store.mask)[idx]
-        si = np.asarray(store.s_index)[idx][m]
-        X = np.asarray(store.s_codec)[si]
-        Y = np.asarray(store.p_codec)[idx][m]
-        if len(X) > max_rows:
-            keep = np.random.default_rng(seed).choice(len(X), max_rows, replace=False)
-            X, Y = X[keep], Y[keep]
-        Xn = self._features(X)
-        Yn = self.norm.encode_p(torch.from_numpy(np.array(Y, dtype=np.float32))).numpy().astype(np.float64)
-        A = Xn.T @ Xn + alpha * np.eye(Xn.shape[1])
-        A[-1, -1] -= alpha  # the bias is not shrunk
-        self.W = np.linalg.solve(A, Xn.T @ Yn)
-
-    def _features(self, s: np.ndarray) -> np.ndarray:
-        import torch
-
-        z = self.norm.encode_s(torch.from_numpy(np.array(s, dtype=np.float32))).numpy().astype(np.float64)
-        return np.concatenate([np.clip(z, -10, 10), np.ones((len(z), 1))], axis=1)
+        self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed)
 
     def __call__(self, piece: Piece) -> Performance:
         import torch
 
-        z = torch.from_numpy((self._features(piece.s_codec) @ self.W).astype(np.float32))
+        from .prior import prior_features
+
+        s = self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))).numpy()
+        z = torch.from_numpy((prior_features(s) @ self.W).astype(np.float32))
         return Performance(self.norm.decode_p(z).numpy(), np.ones(len(z), dtype=bool))
 
 
@@ -94,10 +77,11 @@ class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core)."""
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
-                 guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5):
+                 guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5, temperature: float = DEFAULT_TEMPERATURE):
         from .engine import load_expression
 
         self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
+        self.temperature = temperature
         self.loaded = load_expression(checkpoint)  # once, not per piece
 
     def __call__(self, piece: Piece) -> Performance:
@@ -105,7 +89,7 @@ class DexterRenderer:
 
         p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
                                          sampler=self.sampler, steps=self.steps, seed=self.seed,
-                                         guidance=self.guidance, overlap=self.overlap)
+                                         guidance=self.guidance, overlap=self.overlap, temperature=self.temperature)
         if list(note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")
         return Performance(p[0], np.ones(len(p[0]), dtype=bool))
@@ -143,10 +127,10 @@ class ExternalRenderer:
 
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
-                  guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5):
+                  guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5, temperature: float = DEFAULT_TEMPERATURE):
     """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
     if spec == "dexter":
-        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap)
+        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature)
     if spec == "deadpan":
         if store is not None:
             return DeadpanRenderer(store.meta["stats"])

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import DEFAULT_GUIDANCE
+from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .errors import DexterError
 
 Progress = Callable[[str, int, int], None]
@@ -60,7 +60,7 @@ def movement(source: np.ndarray, target: np.ndarray, result: np.ndarray, mask: n
 
 def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, limit: int | None = 16,
              batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
-             transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
+             temperature: float = DEFAULT_TEMPERATURE, transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
              animate: bool = False, progress: Progress | None = None) -> TestReport:
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
     from .data.codec import fill_unplayed
@@ -100,7 +100,8 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         frames = []
         cb = (lambda i, m, x0: frames.append(x0[0].clone())) if animate and b0 == 0 else None
         pred = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=gen, drop_c=drop,
-                           strength=sample_steps_frac if transfer else None, callback=cb).numpy()
+                           strength=sample_steps_frac if transfer else None, temperature=temperature,
+                           callback=cb).numpy()
         label, mask = batch["p_codec"].numpy(), batch["mask"].numpy().astype(bool)
         preds.append(pred), labels.append(label), masks.append(mask)
         if transfer:

@@ -86,14 +86,26 @@ def _datasets(cfg: TrainConfig, store: CodecStore):
     return train, valid
 
 
-def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, **facts) -> dict:
-    """The small config stored beside the weights: all inference needs, and training facts."""
+def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
+    """The store's normalisation statistics, with the linear prior's weights when the task has one
+    (fitted on the real train segments, the same on every process and at every resume)."""
+    if cfg.task.prior == "none":
+        return store.meta["stats"]
+    from .prior import fit_linear_prior
+
+    weights, _ = fit_linear_prior(store)
+    return {**store.meta["stats"], "prior_weights": weights.tolist()}
+
+
+def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, stats: dict | None = None, **facts) -> dict:
+    """The small config stored beside the weights: all inference needs, and training facts.
+    ``stats``: the normalisation statistics the model was trained with (default: the store's)."""
     meta = store.meta
     return {"model": cfg.model.to_dict(),
             "task": cfg.task.__dict__.copy(),
             "codec": {"version": meta["codec_version"], "max_note_seq": meta["max_note_seq"],
                       "p_codec_names": meta["p_codec_names"], "s_codec_names": meta["s_codec_names"],
-                      "c_codec_names": meta["c_codec_names"], "stats": meta["stats"]},
+                      "c_codec_names": meta["c_codec_names"], "stats": stats or meta["stats"]},
             "training": {"step": step, "data": str(store.path), "counts": meta["counts"],
                          "pieces_train": len(meta.get("pieces", {}).get("train", [])), **facts}}
 
@@ -128,9 +140,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     cfg.model.p_dim, cfg.model.s_dim, cfg.model.c_dim = (len(meta["p_codec_names"]), len(meta["s_codec_names"]),
                                                           len(meta["c_codec_names"]))
     train_set, valid_set = _datasets(cfg, store)
+    stats = model_stats(cfg, store)
 
     def ckpt_config(step: int, **facts) -> dict:  # with the segments this run saw (a store may be a subset)
-        return checkpoint_config(cfg, store, step, train_segments=len(train_set), **facts)
+        return checkpoint_config(cfg, store, step, stats, train_segments=len(train_set), **facts)
 
     run_dir = Path(cfg.run_dir)
     state_dir = run_dir / "state"
@@ -153,7 +166,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                           f"({world} x {cfg.optim.grad_accum})")
 
     torch.manual_seed(cfg.seed)
-    expr = build_expression(cfg.model, meta["stats"], cfg.task.__dict__)
+    expr = build_expression(cfg.model, stats, cfg.task.__dict__)
     model = expr.model
     if state is not None:
         model.load_state_dict(state["model"])

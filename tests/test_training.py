@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -276,3 +277,85 @@ def test_sigkill_mid_run_resumes_from_the_last_state_to_the_same_weights(store_p
     a, _ = load_inference(tmp_path / "full" / "checkpoints" / "last")
     b, _ = load_inference(run / "checkpoints" / "last")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class ZeroNet(torch.nn.Module):
+    """A network that predicts nothing, recording the x_t it is given."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.seen: list[torch.Tensor] = []
+
+    def condition(self, *args):
+        return None
+
+    def forward(self, x, t, s, c, mask, drop_s, drop_c, cond_h=None):
+        self.seen.append(x.clone())
+        return torch.zeros_like(x)
+
+
+def test_the_linear_prior_is_the_mean_the_diffusion_is_relative_to(store_path, tmp_path):
+    from dexter_cli.data.dataset import SegmentSet
+    from dexter_cli.engine import load_expression
+    from dexter_cli.prior import fit_linear_prior
+    from dexter_cli.renderers import LinearRenderer
+
+    st = CodecStore(store_path)
+    W, fitted_on = fit_linear_prior(st)
+    assert W.shape == (len(st.meta["s_codec_names"]) + 1, 5)
+    assert (np.asarray(st.seg_split)[fitted_on] == 0).all() and (np.asarray(st.seg_synthetic)[fitted_on] == 0).all()
+    stats = {**st.meta["stats"], "prior_weights": W.tolist()}
+    cfg = ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=8, residual_layers=2, dilation_cycle=2)
+    batch = SegmentSet(st, "train").batch(np.arange(3))
+    # a network that predicts x0 = 0 renders mu(s): the linear reference, note for note
+    expr = build_expression(cfg, stats, {"prediction": "x0"})
+    expr.model = ZeroNet(cfg)
+    p = expr.sample(batch, steps=4, generator=torch.Generator().manual_seed(0))
+    lin = LinearRenderer(st)
+    for k in range(3):
+        m = batch["mask"][k].bool()
+        piece = SimpleNamespace(s_codec=batch["s_codec"][k][m].numpy())  # all the linear renderer reads
+        assert np.allclose(p[k][m].numpy(), lin(piece).p_codec, atol=1e-4)
+    # without a prior the same network renders the training mean instead
+    plain = build_expression(cfg, st.meta["stats"], {"prediction": "x0"})
+    plain.model = ZeroNet(cfg)
+    q = plain.sample(batch, steps=4, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(p, q, atol=1e-3)
+    # training diffuses the residual: x_t = sqrt(ab) (x0 - mu) + sqrt(1 - ab) noise
+    expr.loss(batch, torch.Generator().manual_seed(5))
+    plain.loss(batch, torch.Generator().manual_seed(5))
+    mu = expr.norm.prior(expr.norm.encode_s(batch["s_codec"]))
+    t = torch.randint(0, 1000, (3,), generator=torch.Generator().manual_seed(5))
+    ab = expr.schedule.ab(t).float().reshape(-1, 1, 1)
+    assert torch.allclose(plain.model.seen[-1] - expr.model.seen[-1], ab.sqrt() * mu, atol=1e-5)
+    # a run with the prior ships its weights in the checkpoint, and loads them for inference
+    train(cfg_for(store_path, tmp_path / "pr", "task.prior=linear", "optim.max_steps=3"))
+    loaded, config = load_expression(tmp_path / "pr" / "checkpoints" / "last")
+    assert config["task"]["prior"] == "linear"
+    assert np.allclose(loaded.norm.prior_w.numpy(), W, atol=1e-6)
+    with pytest.raises(DexterError, match="unknown prior"):
+        cfg_for(store_path, tmp_path / "r", "task.prior=quadratic")
+
+
+def test_temperature_scales_the_initial_noise(store_path):
+    from dexter_cli.data.dataset import SegmentSet
+
+    st = CodecStore(store_path)
+    cfg = ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=8, residual_layers=2, dilation_cycle=2)
+    expr = build_expression(cfg, st.meta["stats"], {"prediction": "v"})
+    batch = SegmentSet(st, "train").batch(np.arange(2))
+    starts = {}
+    for tau in (1.0, 0.5, 0.0):
+        expr.model = ZeroNet(cfg)
+        expr.sample(batch, steps=2, generator=torch.Generator().manual_seed(3), temperature=tau)
+        starts[tau] = expr.model.seen[0]
+    assert starts[1.0].std() > 0.5
+    assert torch.allclose(starts[0.5], 0.5 * starts[1.0]) and torch.equal(starts[0.0], torch.zeros_like(starts[1.0]))
+    # at 0 every seed gives the same reading
+    real = build_expression(cfg, st.meta["stats"], {"prediction": "v"})
+    torch.nn.init.normal_(real.model.out.weight, std=0.1)
+    a = real.sample(batch, steps=3, generator=torch.Generator().manual_seed(1), temperature=0.0)
+    b = real.sample(batch, steps=3, generator=torch.Generator().manual_seed(2), temperature=0.0)
+    c = real.sample(batch, steps=3, generator=torch.Generator().manual_seed(2), temperature=1.0)
+    assert torch.equal(a, b) and not torch.allclose(b, c)

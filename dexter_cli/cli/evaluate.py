@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .. import DEFAULT_GUIDANCE
+from .. import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from ._common import console, stage_progress
 
 
@@ -24,6 +24,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Its seed."),
     guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", help="Its classifier-free guidance weight w."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", help="Its initial noise scale (as dexter render --temperature)."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -39,7 +40,8 @@ def evaluate(
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
-                                sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap, workers=workers,
+                                sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
+                                temperature=temperature, workers=workers,
                                 progress=progress)
     files = write_report(report, out)
     names = list(report.summary)

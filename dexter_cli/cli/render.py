@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .. import DEFAULT_GUIDANCE
+from .. import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from ._common import console, console_err, stage_progress
 
 
@@ -19,6 +19,7 @@ def render(
     steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
     guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", "-t", help="Initial noise scale, 0..2: lower = nearer the model's mean reading, less variety between seeds."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
@@ -53,7 +54,7 @@ def render(
         with stage_progress(quiet) as progress:
             res = render_batch(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                seed=seed, controls=list(control or []), num_samples=num_samples,
-                               unfold=not as_written, overlap=overlap, progress=progress)
+                               unfold=not as_written, overlap=overlap, temperature=temperature, progress=progress)
         for path, why in res.skipped:
             console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
         if not quiet:
@@ -72,7 +73,7 @@ def render(
         res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                            seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written, overlap=overlap,
                            save_codec=save_codec, plot=plot, from_performance=from_, alignment=alignment,
-                           strength=strength, progress=progress)
+                           strength=strength, temperature=temperature, progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .. import DEFAULT_GUIDANCE
+from .. import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from ._common import console, stage_progress
 
 
@@ -20,6 +20,7 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
     steps: int = typer.Option(20, "--steps", help="Denoising steps."),
     guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", "-w", help="Classifier-free guidance weight."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature)."),
     transfer: bool = typer.Option(False, "--transfer", help="The paper's transfer test on pairs (transfer checkpoint)."),
     sample_steps_frac: float = typer.Option(0.75, "--sample-steps-frac", help="Transfer: how deep the source is noised."),
     free_controls: bool = typer.Option(False, "--free-controls", help="Leave the controls free instead of the label's."),
@@ -40,7 +41,7 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
     out = out or Path("artifacts/samples") / time.strftime("%Y%m%d-%H%M%S")
     with stage_progress(quiet) as progress:
         rep = run_test(data, out, checkpoint=checkpoint, limit=limit or None, batch_size=batch_size, sampler=sampler,
-                       steps=steps, guidance=guidance, seed=seed, transfer=transfer,
+                       steps=steps, guidance=guidance, seed=seed, temperature=temperature, transfer=transfer,
                        sample_steps_frac=sample_steps_frac, free_controls=free_controls, animate=animate,
                        progress=progress)
     table = Table(title=f"{rep.segments} test segments")

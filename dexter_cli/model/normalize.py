@@ -35,6 +35,18 @@ class CodecNormalizer:
         # controls that never vary in training (e.g. perceptual features absent from the data)
         lo, hi = stats.get("c_min"), stats.get("c_max")
         self.c_active = (torch.tensor(hi) > torch.tensor(lo)) if lo is not None else torch.ones(len(self.c_mean), dtype=torch.bool)
+        # the optional linear prior mu(s) (dexter_cli.prior): (s_dim + 1, p_dim), last row the bias
+        w = stats.get("prior_weights")
+        self.prior_w = torch.tensor(w, dtype=torch.float32) if w is not None else None
+
+    def prior(self, s: torch.Tensor) -> torch.Tensor:
+        """mu(s): the prior mean of the normalised p_codec given the *normalised* s_codec (..., s_dim);
+        zeros without a prior. The diffusion runs over x0 - mu(s)."""
+        shape = (*s.shape[:-1], len(self.p_mean))
+        if self.prior_w is None:
+            return torch.zeros(shape, dtype=s.dtype, device=s.device)
+        w = self.prior_w.to(device=s.device, dtype=s.dtype)
+        return s.clamp(-10, 10) @ w[:-1] + w[-1]
 
     def encode_p(self, p: torch.Tensor) -> torch.Tensor:
         """Raw p_codec (..., 5) -> normalised; row 0 is log beat_period."""
