@@ -28,9 +28,11 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(name)
 
-# Classifier-free guidance weight w of render, test and evaluate when none is given: chosen on the
-# valid split with the default model (w = 1, 2, 3, 5; tempo-curve r peaked at 2), never on the test split.
+# Sampling defaults of render, test and evaluate when neither the command line nor the checkpoint
+# (config["sampling"], recorded when a model is bundled) gives one: engine.sampling_settings.
+# Classifier-free guidance weight w: chosen on the valid split with dexter-default-v1 (w = 1, 2, 3, 5;
+# tempo-curve r peaked at 2), never on the test split.
 DEFAULT_GUIDANCE = 2.0
-# Scale of the initial noise x_T (render, test and evaluate): 1 samples the model's distribution;
-# below 1 gives readings nearer its mean (higher curve correlation, less variety between seeds).
+# Scale of the initial noise x_T: 1 samples the model's distribution; below 1 gives readings nearer
+# its mean (higher curve correlation, less variety between seeds).
 DEFAULT_TEMPERATURE = 1.0

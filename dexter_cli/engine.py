@@ -204,6 +204,19 @@ def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Express
 DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "default"
 
 
+def sampling_settings(config: dict, guidance: float | None = None,
+                      temperature: float | None = None) -> tuple[float, float]:
+    """Guidance weight w and temperature to sample a checkpoint with: those given, else the
+    defaults recorded with the model (``config["sampling"]``, chosen on the valid split when it
+    was bundled), else the package's (``DEFAULT_GUIDANCE``, ``DEFAULT_TEMPERATURE``)."""
+    from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
+
+    recorded = config.get("sampling", {})
+    w = guidance if guidance is not None else float(recorded.get("guidance", DEFAULT_GUIDANCE))
+    tau = temperature if temperature is not None else float(recorded.get("temperature", DEFAULT_TEMPERATURE))
+    return w, tau
+
+
 def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     """Load an inference checkpoint (the bundled default model when ``checkpoint`` is None).
 

@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .data.store import CodecStore
 from .errors import DexterError
 from .evaluate import METRICS, Performance, dynamics_levels, human_ceiling, score_against_humans
@@ -96,8 +95,8 @@ def _worker_run(k: int):
 
 def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint: Path | None = None,
                    split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
-                   sampler: str = "dpm++", steps: int = 20, seed: int = 0, guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5,
-                   temperature: float = DEFAULT_TEMPERATURE, workers: int = 1,
+                   sampler: str = "dpm++", steps: int = 20, seed: int = 0, guidance: float | None = None, overlap: float = 0.5,
+                   temperature: float | None = None, workers: int = 1,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.
 

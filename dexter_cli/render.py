@@ -17,7 +17,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .errors import DexterError
 
 Progress = Callable[[str, int, int], None]
@@ -83,7 +82,7 @@ def _render(
     checkpoint: Path | None = None,
     sampler: str = "dpm++",
     steps: int = 20,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     seed: int = 0,
     controls: list[str] | None = None,
     num_samples: int = 1,
@@ -92,7 +91,7 @@ def _render(
     from_performance: Path | None = None,
     alignment: Path | None = None,
     strength: float = 0.5,
-    temperature: float = DEFAULT_TEMPERATURE,
+    temperature: float | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> tuple[object, np.ndarray, dict]:
@@ -102,7 +101,7 @@ def _render(
     from .data.scores import load_score, score_features
     from .diffusion import get_sampler
     from .diffusion.windows import WindowedDenoiser
-    from .engine import load_expression
+    from .engine import load_expression, sampling_settings
 
     if num_samples < 1:
         raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
@@ -112,12 +111,13 @@ def _render(
         raise DexterError(f"--strength must be in (0, 1], got {strength}")
     if not 0.0 <= overlap < 1.0:
         raise DexterError(f"overlap must be in [0, 1), got {overlap}")
-    if not 0.0 <= temperature <= 2.0:
-        raise DexterError(f"--temperature must be in [0, 2], got {temperature}")
     get_sampler(sampler)  # validates the name
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     expr, config = loaded if loaded is not None else load_expression(checkpoint)
+    guidance, temperature = sampling_settings(config, guidance, temperature)
+    if not 0.0 <= temperature <= 2.0:
+        raise DexterError(f"--temperature must be in [0, 2], got {temperature}")
     c_names = list(C_CODEC_NAMES)
     ctrl = parse_controls(controls or [], c_names)
     timings["load_model"] = time.perf_counter() - t0
@@ -179,7 +179,7 @@ def render_score(
     checkpoint: Path | None = None,
     sampler: str = "dpm++",
     steps: int = 20,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float | None = None,
     seed: int = 0,
     controls: list[str] | None = None,
     num_samples: int = 1,
@@ -190,7 +190,7 @@ def render_score(
     from_performance: Path | None = None,
     alignment: Path | None = None,
     strength: float = 0.5,
-    temperature: float = DEFAULT_TEMPERATURE,
+    temperature: float | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> RenderResult:
@@ -205,7 +205,8 @@ def render_score(
     checkpoint : Path, optional
         Inference checkpoint folder (default: the bundled model).
     sampler, steps, guidance, seed
-        Sampling settings; the same seed gives the same output.
+        Sampling settings; the same seed gives the same output. ``guidance`` None: the
+        model's recorded default (:func:`dexter_cli.engine.sampling_settings`).
     controls : list of str
         ``NAME=VALUE`` in training standard deviations; others stay free.
     num_samples : int
@@ -227,9 +228,9 @@ def render_score(
         computed with parangonar when absent.
     strength : float
         How deep the source is noised (DExter's sample_steps_frac), in (0, 1].
-    temperature : float
+    temperature : float, optional
         Scale of the initial noise (sampling from noise only), in [0, 2]: below 1 a reading
-        nearer the model's mean, at 0 the same for every seed.
+        nearer the model's mean, at 0 the same for every seed. None: the model's default.
     progress : callable, optional
         ``progress(stage, done, total)``.
     loaded : tuple, optional

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .data.store import CodecStore
 from .errors import DexterError
 from .evaluate import Performance
@@ -77,7 +76,7 @@ class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core)."""
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
-                 guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5, temperature: float = DEFAULT_TEMPERATURE):
+                 guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None):
         from .engine import load_expression
 
         self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
@@ -127,7 +126,7 @@ class ExternalRenderer:
 
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
-                  guidance: float = DEFAULT_GUIDANCE, overlap: float = 0.5, temperature: float = DEFAULT_TEMPERATURE):
+                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None):
     """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
     if spec == "dexter":
         return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature)

@@ -18,7 +18,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from .errors import DexterError
 
 Progress = Callable[[str, int, int], None]
@@ -59,15 +58,15 @@ def movement(source: np.ndarray, target: np.ndarray, result: np.ndarray, mask: n
 
 
 def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, limit: int | None = 16,
-             batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float = DEFAULT_GUIDANCE, seed: int = 0,
-             temperature: float = DEFAULT_TEMPERATURE, transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
+             batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float | None = None, seed: int = 0,
+             temperature: float | None = None, transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
              animate: bool = False, progress: Progress | None = None) -> TestReport:
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
     from .data.codec import fill_unplayed
     from .data.dataset import PairSet, SegmentSet
     from .data.decode import decode_performance, save_midi
     from .data.store import CodecStore
-    from .engine import load_expression
+    from .engine import load_expression, sampling_settings
     from .fileio import write_json
     from .metrics import segment_curve_scores
     from .plots import plot_segment
@@ -75,6 +74,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     t0 = time.perf_counter()
     store = CodecStore(store_path)
     expr, config = load_expression(checkpoint)
+    guidance, temperature = sampling_settings(config, guidance, temperature)
     for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
         if store.meta[key] != config["codec"][key]:
             raise DexterError(f"the checkpoint and the store differ in {key}")

@@ -1,6 +1,7 @@
 """Whole-piece continuity: jumps of log tempo and velocity at window edges vs inside windows.
 
     python scripts/bench_continuity.py --checkpoint DIR [--scores a.musicxml,b.musicxml] [--overlaps 0,0.25,0.5]
+        [--steps 20] [--temperature T]
 
 overlap 0 renders independent windows (the original DExter's fixed segments); larger overlaps
 reconcile the windows at every step. Prints, per overlap, the mean jumps (edge / inside; a ratio
@@ -28,6 +29,8 @@ def main() -> None:
     ap.add_argument("--scores", default=None)
     ap.add_argument("--overlaps", default="0,0.25,0.5")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--temperature", type=float, default=None, help="default: the model's")
     args = ap.parse_args()
     root = Path(os.environ.get("DEXTER_DATASETS", "../shared/datasets"))
     scores = args.scores.split(",") if args.scores else [str(root / s) for s in DEFAULT_SCORES]
@@ -36,7 +39,8 @@ def main() -> None:
         rows = []
         for path in scores:
             for seed in range(args.seeds):
-                score, p, t = _render(Path(path), checkpoint=args.checkpoint, seed=seed, overlap=ov)
+                score, p, t = _render(Path(path), checkpoint=args.checkpoint, seed=seed, overlap=ov,
+                                      steps=args.steps, temperature=args.temperature)
                 j = boundary_jumps(score.note_array["onset_beat"], p[0], t["window_edges"])
                 rows.append({**j, "sample_s": t["sample"]})
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}

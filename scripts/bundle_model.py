@@ -1,10 +1,12 @@
 """Ship a trained checkpoint as the bundled default model (dexter_cli/assets/default).
 
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v1] [--hardware "..."]
-                                   [--fact KEY=VALUE ...]
+                                   [--fact KEY=VALUE ...] [--guidance W] [--temperature T]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
-the checkpoint config, verified by loading it back.
+the checkpoint config, and the sampling defaults chosen for it on the valid split
+(``config["sampling"]``: what render, test and evaluate use when not told), verified by loading
+it back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def main() -> None:
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, 2 cores")
     ap.add_argument("--fact", action="append", default=[],
                     help="KEY=VALUE recorded in the config's training facts (VALUE parsed as JSON when it is JSON)")
+    ap.add_argument("--guidance", type=float, default=None, help="the model's default guidance weight w")
+    ap.add_argument("--temperature", type=float, default=None, help="the model's default temperature")
     args = ap.parse_args()
     state, config = load_inference(Path(args.checkpoint))
     run_dir = Path(args.checkpoint).parents[1]
@@ -35,12 +39,16 @@ def main() -> None:
             config["training"][key] = json.loads(value)
         except json.JSONDecodeError:
             config["training"][key] = value
+    sampling = {k: v for k, v in (("guidance", args.guidance), ("temperature", args.temperature)) if v is not None}
+    if sampling:
+        config["sampling"] = {**config.get("sampling", {}), **sampling}
     for k in ("format", "sha256"):
         config.pop(k, None)
     export_inference(DEFAULT_CHECKPOINT, state, config)
     expr, cfg = load_expression(None)
     size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir())
-    print(f"bundled {args.name}: step {cfg['training']['step']}, {size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
+    print(f"bundled {args.name}: step {cfg['training']['step']}, sampling defaults {cfg.get('sampling', {})}, "
+          f"{size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
 
 
 if __name__ == "__main__":

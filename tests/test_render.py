@@ -57,6 +57,29 @@ def test_same_seed_same_output_other_seed_other_output(checkpoint, score, tmp_pa
     assert np.array_equal(a.p_codec, b.p_codec) and not np.array_equal(a.p_codec, c.p_codec)
 
 
+def test_sampling_defaults_recorded_with_the_model_apply_unless_overridden(checkpoint, score, tmp_path):
+    from dexter_cli.checkpoint import export_inference, load_inference
+
+    state, config = load_inference(checkpoint)
+    config["sampling"] = {"temperature": 0.0, "guidance": 1.0}
+    for k in ("format", "sha256"):
+        config.pop(k, None)
+    export_inference(tmp_path / "ck", state, config)
+    ck = tmp_path / "ck"
+    # temperature 0 recorded: every seed gives the same reading
+    a = render_score(score, tmp_path / "a.mid", checkpoint=ck, steps=4, seed=1)
+    b = render_score(score, tmp_path / "b.mid", checkpoint=ck, steps=4, seed=2)
+    assert np.array_equal(a.p_codec, b.p_codec)
+    # the command line wins over the recorded default
+    c = render_score(score, tmp_path / "c.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0)
+    assert not np.array_equal(b.p_codec, c.p_codec)
+    d = render_score(score, tmp_path / "d.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0, guidance=1.0)
+    assert np.array_equal(c.p_codec, d.p_codec)  # guidance 1 was the recorded one
+    with pytest.raises(DexterError, match="temperature"):
+        render_score(score, tmp_path / "e.mid", checkpoint=ck, temperature=3.0)
+    assert not (tmp_path / "e.mid").exists()
+
+
 def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
     res = render_score(score, tmp_path / "o.mid", checkpoint=checkpoint, steps=4, num_samples=3,
                        save_codec=tmp_path / "c.npz", plot=tmp_path / "p.png", controls=["loudness=1"])

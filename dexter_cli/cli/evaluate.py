@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from .. import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from ._common import console, stage_progress
 
 
@@ -22,9 +21,9 @@ def evaluate(
     sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
     steps: int = typer.Option(20, "--steps", help="Its steps."),
     seed: int = typer.Option(0, "--seed", help="Its seed."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", help="Its classifier-free guidance weight w."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w [default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
-    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", help="Its initial noise scale (as dexter render --temperature)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Its initial noise scale (as dexter render --temperature) [default: the model's]."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

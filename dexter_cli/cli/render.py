@@ -7,7 +7,6 @@ from typing import List, Optional
 
 import typer
 
-from .. import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from ._common import console, console_err, stage_progress
 
 
@@ -17,9 +16,9 @@ def render(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: the bundled model]."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm (ddpm: all T steps, the paper's)."),
     steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) [default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
-    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", "-t", help="Initial noise scale, 0..2: lower = nearer the model's mean reading, less variety between seeds."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
@@ -85,7 +84,7 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     from rich.table import Table
 
     from ..data.codec import C_DESCRIPTIONS
-    from ..engine import load_expression
+    from ..engine import load_expression, sampling_settings
 
     expr, config = load_expression(checkpoint)
     tr = config.get("training", {})
@@ -97,6 +96,10 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
                       + (f" in {secs / 3600:.1f} h" if secs else "") + (f" on {tr['hardware']}" if tr.get("hardware") else "")
                       + f"; data {tr.get('data')}: {counts.get('performances', '?')} performances, "
                       f"{counts.get('notes', '?')} notes, {tr.get('pieces_train', '?')} train pieces", highlight=False)
+        w, tau = sampling_settings(config)
+        prior = config["task"].get("prior", "none")
+        console.print(f"sampling defaults: guidance w = {w:g}, temperature {tau:g}"
+                      + (f"; prior mean: {prior}" if prior != "none" else ""), highlight=False)
         return
     stats = config["codec"]["stats"]
     table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")

@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from .. import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
 from ._common import console, stage_progress
 
 
@@ -18,9 +17,9 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
     batch_size: int = typer.Option(8, "--batch-size", help="Segments sampled together."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm."),
     steps: int = typer.Option(20, "--steps", help="Denoising steps."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", "-w", help="Classifier-free guidance weight."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight [default: the model's]."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature) [default: the model's]."),
     transfer: bool = typer.Option(False, "--transfer", help="The paper's transfer test on pairs (transfer checkpoint)."),
     sample_steps_frac: float = typer.Option(0.75, "--sample-steps-frac", help="Transfer: how deep the source is noised."),
     free_controls: bool = typer.Option(False, "--free-controls", help="Leave the controls free instead of the label's."),
