@@ -33,6 +33,6 @@ def __getattr__(name: str):
 # Classifier-free guidance weight w: chosen on the valid split with dexter-default-v1 (w = 1, 2, 3, 5;
 # tempo-curve r peaked at 2), never on the test split.
 DEFAULT_GUIDANCE = 2.0
-# Scale of the initial noise x_T: 1 samples the model's distribution; below 1 gives readings nearer
-# its mean (higher curve correlation, less variety between seeds).
+# Scale of the initial noise x_T of the tempo and velocity curves: 1 samples the model's distribution;
+# below 1 gives readings nearer its mean (higher curve correlation, less variety between seeds).
 DEFAULT_TEMPERATURE = 1.0

@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from .data.codec import CURVE_ROWS
 from .diffusion import Schedule, diffusion_loss, get_sampler, randn
 from .diffusion.schedule import check_prediction
 from .model import Denoiser, ModelConfig
@@ -147,8 +148,10 @@ class Expression:
         drop_c : (B, C) bool tensor, optional
             Controls to leave free (replaced by their nulls).
         temperature : float
-            Scale of the initial noise x_T when sampling from noise (the deterministic samplers'
-            only randomness): below 1 trades variety for a reading nearer the model's mean.
+            Scale of the initial noise x_T of the curve rows (beat_period and velocity) when
+            sampling from noise: below 1 trades variety for a reading nearer the model's mean.
+            The note-level rows (timing, articulation, pedal) keep their full noise: chord
+            asynchrony, say, lives in their spread, which a mean reading would flatten.
         callback : callable, optional
             ``callback(i, n, x0_hat)`` after each step.
         wrap : callable, optional
@@ -177,7 +180,8 @@ class Expression:
             noise = randn(shape, generator, mask.device)
             x = self.schedule.q_sample(x0, torch.full((B,), t_start), noise)
         else:
-            x = randn(shape, generator, mask.device) * float(temperature)
+            x = randn(shape, generator, mask.device)
+            x[..., list(CURVE_ROWS)] *= float(temperature)  # the tempo and velocity curves' x_T only
         fn = get_sampler(sampler)
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
         self._memo = (None, None)

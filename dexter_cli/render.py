@@ -229,8 +229,8 @@ def render_score(
     strength : float
         How deep the source is noised (DExter's sample_steps_frac), in (0, 1].
     temperature : float, optional
-        Scale of the initial noise (sampling from noise only), in [0, 2]: below 1 a reading
-        nearer the model's mean, at 0 the same for every seed. None: the model's default.
+        Scale of the initial noise of the tempo and velocity curves (sampling from noise only),
+        in [0, 2]: below 1 a reading nearer the model's mean. None: the model's default.
     progress : callable, optional
         ``progress(stage, done, total)``.
     loaded : tuple, optional

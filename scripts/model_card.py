@@ -63,9 +63,11 @@ def main() -> None:
         lines.append(f"| {m} | " + " | ".join(fmt(summary[n].get(m)) for n in names) + " |")
     if "dexter" in summary and "human" in summary:
         h, d = summary["human"], summary["dexter"]
+        verdict = lambda r, floor: "met" if r >= floor else "**missed**"  # noqa: E731
+        rv, rt = d["velocity_r"] / h["velocity_r"], d["tempo_r"] / h["tempo_r"]
         lines += ["", "Ratios to the human-to-human value: "
-                  f"velocity r {d['velocity_r'] / h['velocity_r']:.2f}x (floor 0.7x), "
-                  f"tempo r {d['tempo_r'] / h['tempo_r']:.2f}x (floor 0.3x)."]
+                  f"velocity r {rv:.3f}x (floor 0.7x: {verdict(rv, 0.7)}), "
+                  f"tempo r {rt:.3f}x (floor 0.3x: {verdict(rt, 0.3)})."]
     if res.get("problems"):
         lines += ["", "Notes from the evaluation:"] + [f"- {p}" for p in res["problems"]]
     if args.notes:

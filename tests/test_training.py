@@ -351,11 +351,8 @@ def test_temperature_scales_the_initial_noise(store_path):
         expr.sample(batch, steps=2, generator=torch.Generator().manual_seed(3), temperature=tau)
         starts[tau] = expr.model.seen[0]
     assert starts[1.0].std() > 0.5
-    assert torch.allclose(starts[0.5], 0.5 * starts[1.0]) and torch.equal(starts[0.0], torch.zeros_like(starts[1.0]))
-    # at 0 every seed gives the same reading
-    real = build_expression(cfg, st.meta["stats"], {"prediction": "v"})
-    torch.nn.init.normal_(real.model.out.weight, std=0.1)
-    a = real.sample(batch, steps=3, generator=torch.Generator().manual_seed(1), temperature=0.0)
-    b = real.sample(batch, steps=3, generator=torch.Generator().manual_seed(2), temperature=0.0)
-    c = real.sample(batch, steps=3, generator=torch.Generator().manual_seed(2), temperature=1.0)
-    assert torch.equal(a, b) and not torch.allclose(b, c)
+    curves, notes = [0, 1], [2, 3, 4]  # beat_period and velocity; timing, articulation, pedal
+    assert torch.allclose(starts[0.5][..., curves], 0.5 * starts[1.0][..., curves])
+    assert torch.equal(starts[0.0][..., curves], torch.zeros_like(starts[1.0][..., curves]))
+    # the note-level rows keep their full noise (their spread is the asynchrony, say)
+    assert torch.equal(starts[0.0][..., notes], starts[1.0][..., notes])

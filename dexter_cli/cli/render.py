@@ -18,7 +18,7 @@ def render(
     steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) [default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale of the tempo and velocity curves, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),

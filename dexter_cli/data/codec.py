@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 P_CODEC_NAMES: tuple[str, ...] = ("beat_period", "velocity", "timing", "articulation_log", "pedal")
+# p_codec rows of the tempo and loudness curves (what a sampling temperature acts on)
+CURVE_ROWS: tuple[int, ...] = (P_CODEC_NAMES.index("beat_period"), P_CODEC_NAMES.index("velocity"))
 C_BUILTIN_NAMES: tuple[str, ...] = (
     "tempo_level", "rubato", "loudness", "dynamic_range", "articulation", "pedal_amount", "asynchrony",
 )
