@@ -102,10 +102,7 @@ class Expression:
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
         """DExter's loss on one batch (random t, noise and condition dropout from ``generator``)."""
         batch = {k: v.to(device) for k, v in batch.items()}
-        mu = self.norm.prior(self.norm.encode_s(batch["s_codec"].float()))  # prior mean mu(s), 0 without
-        x0 = self.norm.encode_p(batch["p_codec"].float()) - mu
-        B = x0.shape[0]
-        C = batch["c_codec"].shape[-1]
+        B, C = batch["p_codec"].shape[0], batch["c_codec"].shape[-1]
         t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)
         # classifier-free guidance: drop the score, each control, and (often) all controls at once,
         # so that sampling with any subset of controls, none included, is in distribution
@@ -113,13 +110,15 @@ class Expression:
         drop_c = torch.rand(B, C, generator=generator) < self.cond_drop
         drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
         drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
+        cond = self.conditions(batch, drop_s, drop_c)
+        mu = self.norm.prior(cond["s"])  # prior mean mu(s) of the (undropped) score, 0 without
+        x0 = self.norm.encode_p(batch["p_codec"].float()) - mu
         if self.target == "transfer":
             noise = self.norm.encode_p(batch["source_p"].float()) - mu
         else:
             noise = torch.randn(x0.shape, generator=generator).to(device)
         ab = self.schedule.ab(t).to(device=device, dtype=x0.dtype)
         x_t = self.schedule.q_sample(x0, t, noise)
-        cond = self.conditions(batch, drop_s, drop_c)
         out = self.denoise(x_t, t, cond)
         return diffusion_loss(out, x0, x_t, noise, ab, cond["mask"], self.prediction, self.recon_weight)
 

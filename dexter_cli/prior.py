@@ -21,15 +21,14 @@ from .data.store import CodecStore
 from .errors import DexterError
 
 
-def fit_linear_prior(store: CodecStore, stats: dict | None = None, alpha: float = 1.0,
-                     max_rows: int = 400_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Fit the ridge weights on a store's real train segments.
 
     Parameters
     ----------
     store : CodecStore
-    stats : dict, optional
-        Normalisation statistics (default: the store's own).
+        Its own normalisation statistics define the space the weights live in.
     alpha : float
         Ridge penalty (the bias is not penalised).
     max_rows : int
@@ -52,7 +51,7 @@ def fit_linear_prior(store: CodecStore, stats: dict | None = None, alpha: float 
 
     from .model.normalize import CodecNormalizer
 
-    norm = CodecNormalizer(stats if stats is not None else store.meta["stats"])
+    norm = CodecNormalizer(store.meta["stats"])
     idx = store.split_indices("train", synthetic=False)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
@@ -70,6 +69,7 @@ def fit_linear_prior(store: CodecStore, stats: dict | None = None, alpha: float 
 
 
 def prior_features(s_norm: np.ndarray) -> np.ndarray:
-    """Regressors of the prior: the normalised s_codec clipped to +-10, and a bias column."""
+    """Regressors of the fit: the normalised s_codec clipped to +-10, and a bias column (what
+    ``CodecNormalizer.prior`` applies the weights to)."""
     z = np.clip(np.asarray(s_norm, dtype=np.float64), -10, 10)
     return np.concatenate([z, np.ones((*z.shape[:-1], 1))], axis=-1)

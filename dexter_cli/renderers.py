@@ -33,16 +33,14 @@ class LinearRenderer:
         from .model.normalize import CodecNormalizer
         from .prior import fit_linear_prior
 
-        self.norm = CodecNormalizer(store.meta["stats"])
         self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed)
+        # the same mu(s) the diffusion's prior uses
+        self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist()})
 
     def __call__(self, piece: Piece) -> Performance:
         import torch
 
-        from .prior import prior_features
-
-        s = self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))).numpy()
-        z = torch.from_numpy((prior_features(s) @ self.W).astype(np.float32))
+        z = self.norm.prior(self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))))
         return Performance(self.norm.decode_p(z).numpy(), np.ones(len(z), dtype=bool))
 
 

@@ -313,8 +313,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                     if ev.get("valid_loss", float("inf")) < best:
                         best = ev["valid_loss"]
                         export_inference(run_dir / "checkpoints" / "best", ema,
-                                         ckpt_config(step, valid_loss=best,
-                                                           train_seconds=elapsed()))
+                                         ckpt_config(step, valid_loss=best, train_seconds=elapsed()))
                     if progress:
                         progress(step, cfg.optim.max_steps, {"step": step, **ev})
                 model.train()
