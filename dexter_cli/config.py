@@ -34,7 +34,7 @@ class TaskConfig:
     cond_drop_all: float = 0.5  # ... and all controls of an example at once with this p
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
-    prior: str = "none"  # none | linear: diffuse the residual from the ridge prior mean mu(s) (dexter_cli.prior)
+    prior: str = "none"  # none | linear | context: diffuse the residual from the ridge prior mean mu(s) (dexter_cli.prior)
 
 
 @dataclass
@@ -78,7 +78,7 @@ class TrainConfig:
 
 
 TARGETS = ("gen_noise", "transfer")
-PRIORS = ("none", "linear")  # task.prior: none, or the ridge prior mean of dexter_cli.prior
+PRIORS = ("none", "linear", "context")  # task.prior: none, or the ridge prior mean of dexter_cli.prior (per note, or with context)
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:

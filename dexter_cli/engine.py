@@ -13,7 +13,7 @@ transfer
     sqrt(1 - ab) x_source; the condition is c_target - c_source; sampling starts
     from the source and adds no variance (DDIM, eta = 0).
 
-With a prior mean mu(s) (``task.prior: linear``, :mod:`dexter_cli.prior`) every
+With a prior mean mu(s) (``task.prior: linear`` or ``context``, :mod:`dexter_cli.prior`) every
 p_codec above is taken relative to it: the diffusion runs over p - mu(s) and a
 sample is mu(s) + x0_hat. Without one, mu = 0.
 """
@@ -111,7 +111,7 @@ class Expression:
         drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
         drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
         cond = self.conditions(batch, drop_s, drop_c)
-        mu = self.norm.prior(cond["s"])  # prior mean mu(s) of the (undropped) score, 0 without
+        mu = self.norm.prior(cond["s"], cond["mask"])  # prior mean mu(s) of the (undropped) score, 0 without
         x0 = self.norm.encode_p(batch["p_codec"].float()) - mu
         if self.target == "transfer":
             noise = self.norm.encode_p(batch["source_p"].float()) - mu
@@ -163,7 +163,7 @@ class Expression:
         mask = batch["mask"]
         B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)
-        mu = self.norm.prior(cond["s"])  # prior mean mu(s), 0 without
+        mu = self.norm.prior(cond["s"], cond["mask"])  # prior mean mu(s), 0 without
         uncond = self.unconditional(cond) if guidance != 1.0 else None
         shape = (B, N, self.model.config.p_dim)
         t_start = None
@@ -211,12 +211,21 @@ def sampling_settings(config: dict, guidance: float | None = None,
                       temperature: float | None = None) -> tuple[float, float]:
     """Guidance weight w and temperature to sample a checkpoint with: those given, else the
     defaults recorded with the model (``config["sampling"]``, chosen on the valid split when it
-    was bundled), else the package's (``DEFAULT_GUIDANCE``, ``DEFAULT_TEMPERATURE``)."""
+    was bundled), else the package's (``DEFAULT_GUIDANCE``, ``DEFAULT_TEMPERATURE``).
+
+    Raises
+    ------
+    DexterError
+        A temperature outside [0, 2].
+    """
     from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
+    from .errors import DexterError
 
     recorded = config.get("sampling", {})
     w = guidance if guidance is not None else float(recorded.get("guidance", DEFAULT_GUIDANCE))
     tau = temperature if temperature is not None else float(recorded.get("temperature", DEFAULT_TEMPERATURE))
+    if not 0.0 <= tau <= 2.0:
+        raise DexterError(f"--temperature must be in [0, 2], got {tau:g}")
     return w, tau
 
 

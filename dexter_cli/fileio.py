@@ -73,8 +73,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Write ``obj`` as indented JSON to ``path`` atomically; a list of plain values goes on one
+    line (statistics and weight rows stay a line each, not a line per number)."""
+    write_text(path, _dumps(json.loads(json.dumps(obj, default=_json_default))) + "\n")
+
+
+def _dumps(obj: Any, depth: int = 0) -> str:
+    pad = "  " * depth
+    if isinstance(obj, dict) and obj:
+        items = [f"{pad}  {json.dumps(k)}: {_dumps(v, depth + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        return "[\n" + ",\n".join(f"{pad}  {_dumps(v, depth + 1)}" for v in obj) + f"\n{pad}]"
+    return json.dumps(obj)
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -11,6 +11,12 @@ the spirit of the Basis Mixer. It is two things:
   mu(s) + x0_hat, so the network spends its capacity on what the linear reading of
   the score misses. The weights travel in the checkpoint's codec statistics
   (``stats["prior_weights"]``, (s_dim + 1) x p_dim numbers).
+
+``task.prior: context`` adds regressors that see past the note: the centred moving
+averages of the score features over 8, 32 and 128 notes (``CONTEXT_WIDTHS``; the
+local dynamics marking, density, register, ...), so mu(s) follows the phrase as well
+as the note. Its widths travel with the weights (``stats["prior_context"]``). The
+reference renderer stays the per-note regression.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import numpy as np
 from .data.store import CodecStore
 from .errors import DexterError
 
+CONTEXT_WIDTHS = (8, 32, 128)  # task.prior: context: moving averages over 8, 32 and 128 notes
+
 
 def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int = 0, context: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Fit the ridge weights on a store's real train segments.
 
     Parameters
@@ -34,10 +42,14 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_
     max_rows : int
         At most this many played notes, drawn with ``seed``.
     seed : int
+    context : tuple of int
+        Widths (in notes) of the moving averages of the score features added as regressors
+        (:func:`dexter_cli.model.normalize.prior_features`), computed within each segment over
+        its played notes, as the training loss sees them; () fits the per-note regression.
 
     Returns
     -------
-    weights : ndarray, shape (s_dim + 1, p_dim), float64
+    weights : ndarray, shape (s_dim (1 + len(context)) + 1, p_dim), float64
         Last row: the bias.
     fitted_on : ndarray of int
         The store's segment indices used.
@@ -49,27 +61,31 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_
     """
     import torch
 
-    from .model.normalize import CodecNormalizer
+    from .model.normalize import CodecNormalizer, prior_features
 
     norm = CodecNormalizer(store.meta["stats"])
     idx = store.split_indices("train", synthetic=False)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
-    m = np.asarray(store.mask)[idx]
-    X = np.asarray(store.s_codec)[np.asarray(store.s_index)[idx][m]]
-    Y = np.asarray(store.p_codec)[idx][m]
-    if len(X) > max_rows:
-        keep = np.random.default_rng(seed).choice(len(X), max_rows, replace=False)
-        X, Y = X[keep], Y[keep]
-    Xn = prior_features(norm.encode_s(torch.from_numpy(np.array(X, dtype=np.float32))).numpy())
-    Yn = norm.encode_p(torch.from_numpy(np.array(Y, dtype=np.float32))).numpy().astype(np.float64)
-    A = Xn.T @ Xn + alpha * np.eye(Xn.shape[1])
+    m = torch.from_numpy(np.asarray(store.mask)[idx])
+    s_rows = np.asarray(store.s_index)[idx]
+    n = int(m.sum())
+    keep_mask = torch.ones(n, dtype=torch.bool)
+    if n > max_rows:  # the played notes drawn
+        keep_mask[:] = False
+        keep_mask[torch.from_numpy(np.random.default_rng(seed).choice(n, max_rows, replace=False))] = True
+    S = np.asarray(store.s_codec)
+    xs, ys, done = [], [], 0
+    for a in range(0, len(idx), 256):  # segments in chunks: the context regressors are per segment
+        sl = slice(a, a + 256)
+        s = norm.encode_s(torch.from_numpy(np.array(S[np.maximum(s_rows[sl], 0)], dtype=np.float32)))
+        feats = prior_features(s, m[sl], context)[m[sl]]
+        y = norm.encode_p(torch.from_numpy(np.array(store.p_codec[idx[sl]], dtype=np.float32)))[m[sl]]
+        pick = keep_mask[done: done + len(feats)]
+        done += len(feats)
+        xs.append(feats[pick].double())
+        ys.append(y[pick].double())
+    X, Y = torch.cat(xs).numpy(), torch.cat(ys).numpy()
+    A = X.T @ X + alpha * np.eye(X.shape[1])
     A[-1, -1] -= alpha  # the bias is not shrunk
-    return np.linalg.solve(A, Xn.T @ Yn), idx
-
-
-def prior_features(s_norm: np.ndarray) -> np.ndarray:
-    """Regressors of the fit: the normalised s_codec clipped to +-10, and a bias column (what
-    ``CodecNormalizer.prior`` applies the weights to)."""
-    z = np.clip(np.asarray(s_norm, dtype=np.float64), -10, 10)
-    return np.concatenate([z, np.ones((*z.shape[:-1], 1))], axis=-1)
+    return np.linalg.solve(A, X.T @ Y), idx

@@ -115,9 +115,7 @@ def _render(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     expr, config = loaded if loaded is not None else load_expression(checkpoint)
-    guidance, temperature = sampling_settings(config, guidance, temperature)
-    if not 0.0 <= temperature <= 2.0:
-        raise DexterError(f"--temperature must be in [0, 2], got {temperature}")
+    guidance, temperature = sampling_settings(config, guidance, temperature)  # checks the temperature
     c_names = list(C_CODEC_NAMES)
     ctrl = parse_controls(controls or [], c_names)
     timings["load_model"] = time.perf_counter() - t0

@@ -8,6 +8,9 @@ deadpan
 linear
     Ridge regression from the normalised s_codec to each normalised p_codec row, fitted
     on the store's real train segments only (in the spirit of the Basis Mixer).
+linear-context
+    The same with the moving averages of the score features over 8, 32 and 128 notes
+    as further regressors: the prior mean of ``task.prior: context`` on its own.
 external:DIR
     MIDI files of another system named after the piece, aligned with parangonar.
 """
@@ -29,13 +32,15 @@ class LinearRenderer:
     """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments
     (:func:`dexter_cli.prior.fit_linear_prior`)."""
 
-    def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000, seed: int = 0):
+    def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000, seed: int = 0,
+                 context: tuple[int, ...] = ()):
         from .model.normalize import CodecNormalizer
         from .prior import fit_linear_prior
 
-        self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed)
+        self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context)
         # the same mu(s) the diffusion's prior uses
-        self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist()})
+        self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist(),
+                                     "prior_context": list(context)})
 
     def __call__(self, piece: Piece) -> Performance:
         import torch
@@ -125,7 +130,7 @@ class ExternalRenderer:
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
                   guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None):
-    """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``."""
+    """A renderer from ``dexter``, ``deadpan``, ``linear``, ``linear-context`` or ``external:DIR``."""
     if spec == "dexter":
         return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature)
     if spec == "deadpan":
@@ -135,10 +140,12 @@ def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, 
 
         # no store (a --pieces list): the statistics of the data the checkpoint was trained on
         return DeadpanRenderer(load_expression(checkpoint)[1]["codec"]["stats"])
-    if spec == "linear":
+    if spec in ("linear", "linear-context"):
         if store is None:
-            raise DexterError("the linear renderer is fitted on a codec store's train split: give --data")
-        return LinearRenderer(store)
+            raise DexterError(f"the {spec} renderer is fitted on a codec store's train split: give --data")
+        from .prior import CONTEXT_WIDTHS
+
+        return LinearRenderer(store, context=CONTEXT_WIDTHS if spec == "linear-context" else ())
     if spec.startswith("external:"):
         return ExternalRenderer(Path(spec.split(":", 1)[1]))
-    raise DexterError(f"unknown renderer {spec!r}; choose from dexter, deadpan, linear, external:DIR")
+    raise DexterError(f"unknown renderer {spec!r}; choose from dexter, deadpan, linear, linear-context, external:DIR")

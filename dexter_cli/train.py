@@ -91,10 +91,11 @@ def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
     (fitted on the real train segments, the same on every process and at every resume)."""
     if cfg.task.prior == "none":
         return store.meta["stats"]
-    from .prior import fit_linear_prior
+    from .prior import CONTEXT_WIDTHS, fit_linear_prior
 
-    weights, _ = fit_linear_prior(store)
-    return {**store.meta["stats"], "prior_weights": weights.tolist()}
+    context = CONTEXT_WIDTHS if cfg.task.prior == "context" else ()
+    weights, _ = fit_linear_prior(store, context=context)
+    return {**store.meta["stats"], "prior_weights": weights.tolist(), "prior_context": list(context)}
 
 
 def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, stats: dict | None = None, **facts) -> dict:

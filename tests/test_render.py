@@ -78,6 +78,14 @@ def test_sampling_defaults_recorded_with_the_model_apply_unless_overridden(check
     with pytest.raises(DexterError, match="temperature"):
         render_score(score, tmp_path / "e.mid", checkpoint=ck, temperature=3.0)
     assert not (tmp_path / "e.mid").exists()
+    # the same check for every command that samples (test, evaluate), recorded values included
+    from dexter_cli.engine import sampling_settings
+
+    assert sampling_settings({"sampling": {"temperature": 0.1}}) == (2.0, 0.1)
+    with pytest.raises(DexterError, match="temperature"):
+        sampling_settings({"sampling": {"temperature": -0.5}})
+    with pytest.raises(DexterError, match="temperature"):
+        sampling_settings({}, None, 2.5)
 
 
 def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):

@@ -20,6 +20,7 @@ from dexter_cli.data import CodecStore, pair_store, run_codec
 from dexter_cli.engine import build_expression
 from dexter_cli.errors import DexterError
 from dexter_cli.model import Denoiser, ModelConfig
+from dexter_cli.model.normalize import CodecNormalizer
 from dexter_cli.train import TrainingInterrupted, train
 
 from .conftest import TINY, sigkill_when
@@ -336,6 +337,58 @@ def test_the_linear_prior_is_the_mean_the_diffusion_is_relative_to(store_path, t
     assert np.allclose(loaded.norm.prior_w.numpy(), W, atol=1e-6)
     with pytest.raises(DexterError, match="unknown prior"):
         cfg_for(store_path, tmp_path / "r", "task.prior=quadratic")
+
+
+def test_moving_average_counts_only_masked_notes():
+    from dexter_cli.model.normalize import moving_average, prior_features
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 37, 3, generator=g)
+    mask = torch.rand(2, 37, generator=g) > 0.3
+    got = moving_average(z, mask, 8)
+    for b in range(2):
+        for i in range(37):
+            lo, hi = max(0, i - 4), min(37, i + 5)
+            m = mask[b, lo:hi]
+            want = z[b, lo:hi][m].mean(0) if m.any() else torch.zeros(3)
+            assert torch.allclose(got[b, i], want, atol=1e-5)
+    # padding after the real notes changes nothing for them
+    padded = torch.cat([z[:1], torch.full((1, 20, 3), 7.0)], dim=1)
+    pmask = torch.cat([torch.ones(1, 37, dtype=torch.bool), torch.zeros(1, 20, dtype=torch.bool)], dim=1)
+    f = prior_features(padded, pmask, (8, 32))
+    assert f.shape == (1, 57, 3 * 3 + 1)
+    assert torch.allclose(f[:, :37], prior_features(z[:1], None, (8, 32)), atol=1e-6)
+
+
+def test_the_context_prior_sees_the_neighbours(store_path, tmp_path):
+    from dexter_cli.data.dataset import SegmentSet
+    from dexter_cli.engine import load_expression
+    from dexter_cli.prior import CONTEXT_WIDTHS, fit_linear_prior
+
+    st = CodecStore(store_path)
+    F = len(st.meta["s_codec_names"])
+    W, _ = fit_linear_prior(st, context=CONTEXT_WIDTHS)
+    assert W.shape == (F * (1 + len(CONTEXT_WIDTHS)) + 1, 5)
+    # it fits the training data at least as well as the per-note regression it contains
+    W0, _ = fit_linear_prior(st)
+    norm = CodecNormalizer({**st.meta["stats"], "prior_weights": W.tolist(), "prior_context": list(CONTEXT_WIDTHS)})
+    norm0 = CodecNormalizer({**st.meta["stats"], "prior_weights": W0.tolist()})
+    batch = SegmentSet(st, "train").batch(np.arange(min(8, len(SegmentSet(st, "train")))))
+    s, m = norm.encode_s(batch["s_codec"]), batch["mask"].bool()
+    y = norm.encode_p(batch["p_codec"])
+    err = ((norm.prior(s, m) - y)[m] ** 2).mean()
+    err0 = ((norm0.prior(s, m) - y)[m] ** 2).mean()
+    assert err < err0
+    # a note's prior mean depends on its neighbours' features, not only its own
+    s2 = s.clone()
+    s2[0, 0] += 1.0
+    moved = (norm.prior(s2, m)[0] - norm.prior(s, m)[0]).abs().sum(-1)
+    assert moved[1:8].max() > 0 and (norm0.prior(s2, m)[0] - norm0.prior(s, m)[0]).abs().sum(-1)[1:].max() == 0
+    # a run with it records the widths with the weights
+    train(cfg_for(store_path, tmp_path / "ctx", "task.prior=context", "optim.max_steps=2"))
+    loaded, config = load_expression(tmp_path / "ctx" / "checkpoints" / "last")
+    assert config["task"]["prior"] == "context" and loaded.norm.prior_context == CONTEXT_WIDTHS
+    assert np.allclose(loaded.norm.prior_w.numpy(), W, atol=1e-6)
 
 
 def test_temperature_scales_the_initial_noise(store_path):

@@ -12,7 +12,7 @@ from ._common import console, stage_progress
 
 def evaluate(
     data: Path = typer.Option(Path("data/codec_N=300_mixup"), "--data", "-d", help="Codec store: its test split is evaluated."),
-    renderers: str = typer.Option("dexter,deadpan,linear", "--renderers", "-r", help="Comma list: dexter, deadpan, linear, external:DIR."),
+    renderers: str = typer.Option("dexter,deadpan,linear", "--renderers", "-r", help="Comma list: dexter, deadpan, linear, linear-context, external:DIR."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint of the dexter renderer [default: bundled]."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     pieces: Optional[Path] = typer.Option(None, "--pieces", help="CSV/TSV of score,performance[,alignment] rows to evaluate instead of a split."),

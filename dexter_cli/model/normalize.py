@@ -35,18 +35,21 @@ class CodecNormalizer:
         # controls that never vary in training (e.g. perceptual features absent from the data)
         lo, hi = stats.get("c_min"), stats.get("c_max")
         self.c_active = (torch.tensor(hi) > torch.tensor(lo)) if lo is not None else torch.ones(len(self.c_mean), dtype=torch.bool)
-        # the optional linear prior mu(s) (dexter_cli.prior): (s_dim + 1, p_dim), last row the bias
+        # the optional ridge prior mu(s) (dexter_cli.prior): (s_dim (1 + len(context)) + 1, p_dim),
+        # last row the bias; ``prior_context``: the widths of its moving averages (none: per note only)
         w = stats.get("prior_weights")
         self.prior_w = torch.tensor(w, dtype=torch.float32) if w is not None else None
+        self.prior_context = tuple(int(k) for k in stats.get("prior_context", ()))
 
-    def prior(self, s: torch.Tensor) -> torch.Tensor:
-        """mu(s): the prior mean of the normalised p_codec given the *normalised* s_codec (..., s_dim);
-        zeros without a prior. The diffusion runs over x0 - mu(s)."""
+    def prior(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mu(s): the prior mean of the normalised p_codec given the *normalised* s_codec (..., L, s_dim);
+        zeros without a prior. The diffusion runs over x0 - mu(s). ``mask`` (..., L): the notes that
+        count in the moving averages of a context prior (default all)."""
         shape = (*s.shape[:-1], len(self.p_mean))
         if self.prior_w is None:
             return torch.zeros(shape, dtype=s.dtype, device=s.device)
         w = self.prior_w.to(device=s.device, dtype=s.dtype)
-        return s.clamp(-10, 10) @ w[:-1] + w[-1]
+        return prior_features(s, mask, self.prior_context)[..., :-1] @ w[:-1] + w[-1]
 
     def encode_p(self, p: torch.Tensor) -> torch.Tensor:
         """Raw p_codec (..., 5) -> normalised; row 0 is log beat_period."""
@@ -71,3 +74,42 @@ class CodecNormalizer:
 
     def decode_c(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.c_std.to(z.device) + self.c_mean.to(z.device)
+
+
+def prior_features(s_norm: torch.Tensor, mask: torch.Tensor | None = None,
+                   context: tuple[int, ...] = ()) -> torch.Tensor:
+    """Regressors of the ridge prior: the normalised s_codec clipped to +-10, its centred moving
+    average over each ``context`` width (in notes, over the ``mask``ed notes of the sequence), and a
+    bias column.
+
+    Parameters
+    ----------
+    s_norm : (..., L, F) tensor
+    mask : (..., L) tensor, optional
+        Notes that count in the averages (default all).
+    context : tuple of int
+        Window widths; () gives the per-note regression.
+
+    Returns
+    -------
+    (..., L, F (1 + len(context)) + 1) tensor
+    """
+    z = s_norm.clamp(-10, 10)
+    parts = [z] + [moving_average(z, mask, k) for k in context]
+    return torch.cat(parts + [torch.ones_like(z[..., :1])], dim=-1)
+
+
+def moving_average(z: torch.Tensor, mask: torch.Tensor | None, width: int) -> torch.Tensor:
+    """Centred mean of ``z`` (..., L, F) over ``width`` neighbouring items along L, counting only
+    items where ``mask`` (..., L) is set; windows shrink at the ends of the sequence."""
+    L, dtype = z.shape[-2], z.dtype
+    z = z.double()  # running sums over a whole piece: float32 would lose the small differences
+    m = torch.ones(z.shape[:-1], dtype=z.dtype, device=z.device) if mask is None else mask.to(z.dtype)
+    pad_z = torch.zeros_like(z[..., :1, :])
+    cz = torch.cat([pad_z, torch.cumsum(z * m[..., None], dim=-2)], dim=-2)
+    cm = torch.cat([torch.zeros_like(m[..., :1]), torch.cumsum(m, dim=-1)], dim=-1)
+    pos = torch.arange(L, device=z.device)
+    lo, hi = (pos - width // 2).clamp(0, L), (pos + width // 2 + 1).clamp(0, L)
+    total = cz[..., hi, :] - cz[..., lo, :]
+    count = cm[..., hi] - cm[..., lo]
+    return (total / count.clamp(min=1)[..., None]).to(dtype)
