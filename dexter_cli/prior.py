@@ -16,7 +16,9 @@ the spirit of the Basis Mixer. It is two things:
 averages of the score features over 8, 32 and 128 notes (``CONTEXT_WIDTHS``; the
 local dynamics marking, density, register, ...), so mu(s) follows the phrase as well
 as the note. Its widths travel with the weights (``stats["prior_context"]``). The
-reference renderer stays the per-note regression.
+reference renderer stays the per-note regression. Measured (MODEL_CARD.md, candidate
+v4): better than the per-note prior on the valid split, worse on the test split's
+velocity curves; an option, not the bundled model's recipe.
 """
 
 from __future__ import annotations
