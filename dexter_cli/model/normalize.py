@@ -49,7 +49,7 @@ class CodecNormalizer:
         if self.prior_w is None:
             return torch.zeros(shape, dtype=s.dtype, device=s.device)
         w = self.prior_w.to(device=s.device, dtype=s.dtype)
-        return prior_features(s, mask, self.prior_context)[..., :-1] @ w[:-1] + w[-1]
+        return prior_features(s, mask, self.prior_context) @ w  # the last regressor is the bias's 1
 
     def encode_p(self, p: torch.Tensor) -> torch.Tensor:
         """Raw p_codec (..., 5) -> normalised; row 0 is log beat_period."""
