@@ -68,9 +68,11 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
     preds = {}
     for spec, renderer in made.items():
         try:
-            pred = _with_features(piece, renderer(piece), problems, spec)
-            preds[spec] = pred
-            row = score_against_humans(piece.onset_beat, pred, piece.humans, level)
+            out = renderer(piece)
+            samples = [_with_features(piece, perf, problems, spec) for perf in (out if isinstance(out, list) else [out])]
+            preds[spec] = samples[0]
+            rows_k = [score_against_humans(piece.onset_beat, perf, piece.humans, level) for perf in samples]
+            row = rows_k[0] if len(rows_k) == 1 else {k: _nanmean([r[k] for r in rows_k]) for k in METRICS}
         except DexterError as exc:
             problems.append(f"{spec} on {piece.key}: {exc}")
             row = {k: float("nan") for k in METRICS}
@@ -96,7 +98,7 @@ def _worker_run(k: int):
 def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint: Path | None = None,
                    split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
                    sampler: str = "dpm++", steps: int = 20, seed: int = 0, guidance: float | None = None, overlap: float = 0.5,
-                   temperature: float | None = None, workers: int = 1,
+                   temperature: float | None = None, samples: int = 1, workers: int = 1,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.
 
@@ -109,6 +111,9 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         CSV/TSV of ``score,performance[,alignment]`` rows to evaluate instead of a split.
     overlap, temperature : float
         Window overlap and initial-noise scale of the dexter renderer (as ``render_score``).
+    samples : int
+        Interpretations of each piece the dexter renderer plays (one batched run); its metrics
+        for the piece are their mean (the plots show the first).
     workers : int
         Processes over pieces (1: in this process).
 
@@ -125,7 +130,8 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     pieces = list_pieces(pieces_list, limit, workers) if pieces_list else store_pieces(store, split, limit)
     if not pieces:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
-    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap, temperature) for spec in renderers}
+    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples)
+            for spec in renderers}
     report = EvaluationReport()
     results: list = [None] * len(pieces)
     if workers > 1 and len(pieces) > 1:
@@ -156,6 +162,11 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         report.summary[name]["pieces"] = sum(1 for r in rows if np.isfinite(r["velocity_r"]))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _nanmean(values: list[float]) -> float:
+    v = np.array([x for x in values if np.isfinite(x)])
+    return float(v.mean()) if len(v) else float("nan")
 
 
 def _nanmedian(values: list[float]) -> float:

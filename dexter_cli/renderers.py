@@ -76,25 +76,35 @@ class DeadpanRenderer:
 
 
 class DexterRenderer:
-    """Whole-piece rendering with a checkpoint (render's core)."""
+    """Whole-piece rendering with a checkpoint (render's core).
+
+    ``samples`` > 1 renders that many interpretations of each piece in one batched run (as
+    ``dexter render -n K``) and returns them all: the evaluation scores each and averages the
+    metrics per piece, which takes most of the seed-to-seed noise out of a comparison.
+    """
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
-                 guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None):
+                 guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
+                 samples: int = 1):
         from .engine import load_expression
 
+        if samples < 1:
+            raise DexterError(f"--samples must be at least 1, got {samples}")
         self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
-        self.temperature = temperature
+        self.temperature, self.samples = temperature, samples
         self.loaded = load_expression(checkpoint)  # once, not per piece
 
-    def __call__(self, piece: Piece) -> Performance:
+    def __call__(self, piece: Piece) -> Performance | list[Performance]:
         from .render import render_piece_codec
 
         p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
                                          sampler=self.sampler, steps=self.steps, seed=self.seed,
-                                         guidance=self.guidance, overlap=self.overlap, temperature=self.temperature)
+                                         guidance=self.guidance, overlap=self.overlap, temperature=self.temperature,
+                                         num_samples=self.samples)
         if list(note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")
-        return Performance(p[0], np.ones(len(p[0]), dtype=bool))
+        perfs = [Performance(pk, np.ones(len(pk), dtype=bool)) for pk in p]
+        return perfs[0] if self.samples == 1 else perfs
 
 
 class ExternalRenderer:
@@ -129,10 +139,11 @@ class ExternalRenderer:
 
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
-                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None):
+                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
+                  samples: int = 1):
     """A renderer from ``dexter``, ``deadpan``, ``linear``, ``linear-context`` or ``external:DIR``."""
     if spec == "dexter":
-        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature)
+        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples)
     if spec == "deadpan":
         if store is not None:
             return DeadpanRenderer(store.meta["stats"])

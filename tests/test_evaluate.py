@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dexter_cli.data import CodecStore, pair_store, run_codec
+from dexter_cli.errors import DexterError
 from dexter_cli.data.perf_features import performance_features
 from dexter_cli.data.vocab import S_CODEC_NAMES
 from dexter_cli.evaluate import Performance, compare, dynamics_levels, human_ceiling, marking_agreement
@@ -180,3 +181,30 @@ def test_listed_pieces_are_named_by_the_shortest_distinct_tail_of_their_path():
                                                    "Liszt/Sonata/1/xml_score", "Chopin/Sonata/1/xml_score"]
     assert list(_unique_names(paths[:2] + [Path("/e/other.xml")]).values()) == [
         "bwv_846/xml_score", "bwv_848/xml_score", "other"]
+
+
+def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
+    from dexter_cli.evaluate import METRICS, score_against_humans
+    from dexter_cli.render import render_piece_codec
+
+    store = checkpoint.parents[2] / "store"  # the tiny checkpoint's own store: every piece in train
+    report = evaluate_store(store, ["dexter"], checkpoint=checkpoint, split="train", steps=2, limit=1, samples=3)
+    row = next(r for r in report.per_piece if r["renderer"] == "dexter")
+    # the same three interpretations, scored one by one here
+    piece = store_pieces(CodecStore(store), "train", limit=1)[0]
+    p, _ = render_piece_codec(piece.path, checkpoint=checkpoint, unfold=piece.entry["unfolded"], steps=2,
+                              num_samples=3)
+    level = dynamics_levels(piece.onset_beat, piece.s_codec, S_CODEC_NAMES)
+    for h in piece.humans:
+        h.features = performance_features(piece.score, h.p_codec, h.mask)
+    rows = []
+    for pk in p:
+        perf = Performance(pk, np.ones(len(pk), dtype=bool))
+        perf.features = performance_features(piece.score, perf.p_codec, perf.mask)
+        rows.append(score_against_humans(piece.onset_beat, perf, piece.humans, level))
+    assert rows[0]["velocity_r"] != pytest.approx(rows[1]["velocity_r"])  # the samples differ
+    for k in METRICS:
+        vals = [r[k] for r in rows if np.isfinite(r[k])]
+        assert row[k] == pytest.approx(np.mean(vals) if vals else np.nan, nan_ok=True), k
+    with pytest.raises(DexterError, match="samples"):
+        evaluate_store(store, ["dexter"], checkpoint=checkpoint, split="train", samples=0)

@@ -24,6 +24,7 @@ def evaluate(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w [default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Its initial noise scale (as dexter render --temperature) [default: the model's]."),
+    samples: int = typer.Option(1, "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -40,7 +41,7 @@ def evaluate(
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
                                 sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
-                                temperature=temperature, workers=workers,
+                                temperature=temperature, samples=samples, workers=workers,
                                 progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
