@@ -72,7 +72,7 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
             samples = [_with_features(piece, perf, problems, spec) for perf in (out if isinstance(out, list) else [out])]
             preds[spec] = samples[0]
             rows_k = [score_against_humans(piece.onset_beat, perf, piece.humans, level) for perf in samples]
-            row = rows_k[0] if len(rows_k) == 1 else {k: _nanmean([r[k] for r in rows_k]) for k in METRICS}
+            row = rows_k[0] if len(rows_k) == 1 else {k: _finite_stat([r[k] for r in rows_k], np.mean) for k in METRICS}
         except DexterError as exc:
             problems.append(f"{spec} on {piece.key}: {exc}")
             row = {k: float("nan") for k in METRICS}
@@ -164,14 +164,14 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     return report
 
 
-def _nanmean(values: list[float]) -> float:
+def _finite_stat(values: list[float], stat: Callable = np.median) -> float:
+    """``stat`` of the finite values (NaN when there are none)."""
     v = np.array([x for x in values if np.isfinite(x)])
-    return float(v.mean()) if len(v) else float("nan")
+    return float(stat(v)) if len(v) else float("nan")
 
 
 def _nanmedian(values: list[float]) -> float:
-    v = np.array([x for x in values if np.isfinite(x)])
-    return float(np.median(v)) if len(v) else float("nan")
+    return _finite_stat(values, np.median)
 
 
 def write_report(report: EvaluationReport, out: Path) -> list[Path]:

@@ -31,9 +31,10 @@ from .errors import DexterError
 CONTEXT_WIDTHS = (8, 32, 128)  # task.prior: context: moving averages over 8, 32 and 128 notes
 
 
-def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000,
-                     seed: int = 0, context: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """Fit the ridge weights on a store's real train segments.
+def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000,
+                     seed: int = 0, context: tuple[int, ...] = (),
+                     segments: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the ridge weights on a store's real train segments (or on ``segments``).
 
     Parameters
     ----------
@@ -41,13 +42,15 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_
         Its own normalisation statistics define the space the weights live in.
     alpha : float
         Ridge penalty (the bias is not penalised).
-    max_rows : int
-        At most this many played notes, drawn with ``seed``.
+    max_rows : int or None
+        At most this many played notes, drawn with ``seed`` (None: all).
     seed : int
     context : tuple of int
         Widths (in notes) of the moving averages of the score features added as regressors
         (:func:`dexter_cli.model.normalize.prior_features`), computed within each segment over
         its played notes, as the training loss sees them; () fits the per-note regression.
+    segments : ndarray of int, optional
+        Segment indices to fit on instead of the real train segments (e.g. a cross-validation fold).
 
     Returns
     -------
@@ -66,18 +69,19 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_
     from .model.normalize import CodecNormalizer, prior_features
 
     norm = CodecNormalizer(store.meta["stats"])
-    idx = store.split_indices("train", synthetic=False)
+    idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
     m = torch.from_numpy(np.asarray(store.mask)[idx])
     s_rows = np.asarray(store.s_index)[idx]
     n = int(m.sum())
     keep_mask = torch.ones(n, dtype=torch.bool)
-    if n > max_rows:  # the played notes drawn
+    if max_rows is not None and n > max_rows:  # the played notes drawn
         keep_mask[:] = False
         keep_mask[torch.from_numpy(np.random.default_rng(seed).choice(n, max_rows, replace=False))] = True
     S = np.asarray(store.s_codec)
-    xs, ys, done = [], [], 0
+    XtX = XtY = 0  # the normal equations, summed over chunks of segments
+    done = 0
     for a in range(0, len(idx), 256):  # segments in chunks: the context regressors are per segment
         sl = slice(a, a + 256)
         s = norm.encode_s(torch.from_numpy(np.array(S[np.maximum(s_rows[sl], 0)], dtype=np.float32)))
@@ -85,9 +89,8 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int = 400_
         y = norm.encode_p(torch.from_numpy(np.array(store.p_codec[idx[sl]], dtype=np.float32)))[m[sl]]
         pick = keep_mask[done: done + len(feats)]
         done += len(feats)
-        xs.append(feats[pick].double())
-        ys.append(y[pick].double())
-    X, Y = torch.cat(xs).numpy(), torch.cat(ys).numpy()
-    A = X.T @ X + alpha * np.eye(X.shape[1])
+        X, Y = feats[pick].double(), y[pick].double()
+        XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
+    A = XtX.numpy() + alpha * np.eye(XtX.shape[0])
     A[-1, -1] -= alpha  # the bias is not shrunk
-    return np.linalg.solve(A, X.T @ Y), idx
+    return np.linalg.solve(A, XtY.numpy()), idx

@@ -32,12 +32,13 @@ class LinearRenderer:
     """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments
     (:func:`dexter_cli.prior.fit_linear_prior`)."""
 
-    def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int = 400_000, seed: int = 0,
-                 context: tuple[int, ...] = ()):
+    def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000, seed: int = 0,
+                 context: tuple[int, ...] = (), segments: np.ndarray | None = None):
         from .model.normalize import CodecNormalizer
         from .prior import fit_linear_prior
 
-        self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context)
+        self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context,
+                                                  segments=segments)
         # the same mu(s) the diffusion's prior uses
         self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist(),
                                      "prior_context": list(context)})

@@ -95,21 +95,29 @@ def prior_features(s_norm: torch.Tensor, mask: torch.Tensor | None = None,
     (..., L, F (1 + len(context)) + 1) tensor
     """
     z = s_norm.clamp(-10, 10)
-    parts = [z] + [moving_average(z, mask, k) for k in context]
+    sums = _running_sums(z, mask) if context else None  # shared by every width
+    parts = [z] + [_window_mean(*sums, k).to(z.dtype) for k in context]
     return torch.cat(parts + [torch.ones_like(z[..., :1])], dim=-1)
 
 
 def moving_average(z: torch.Tensor, mask: torch.Tensor | None, width: int) -> torch.Tensor:
     """Centred mean of ``z`` (..., L, F) over ``width`` neighbouring items along L, counting only
     items where ``mask`` (..., L) is set; windows shrink at the ends of the sequence."""
-    L, dtype = z.shape[-2], z.dtype
-    z = z.double()  # running sums over a whole piece: float32 would lose the small differences
+    return _window_mean(*_running_sums(z, mask), width).to(z.dtype)
+
+
+def _running_sums(z: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cumulative sums, from 0, of the masked ``z`` and of the mask along L (float64: running sums
+    over a whole piece in float32 would lose the small differences)."""
+    z = z.double()
     m = torch.ones(z.shape[:-1], dtype=z.dtype, device=z.device) if mask is None else mask.to(z.dtype)
-    pad_z = torch.zeros_like(z[..., :1, :])
-    cz = torch.cat([pad_z, torch.cumsum(z * m[..., None], dim=-2)], dim=-2)
+    cz = torch.cat([torch.zeros_like(z[..., :1, :]), torch.cumsum(z * m[..., None], dim=-2)], dim=-2)
     cm = torch.cat([torch.zeros_like(m[..., :1]), torch.cumsum(m, dim=-1)], dim=-1)
-    pos = torch.arange(L, device=z.device)
+    return cz, cm
+
+
+def _window_mean(cz: torch.Tensor, cm: torch.Tensor, width: int) -> torch.Tensor:
+    L = cm.shape[-1] - 1
+    pos = torch.arange(L, device=cz.device)
     lo, hi = (pos - width // 2).clamp(0, L), (pos + width // 2 + 1).clamp(0, L)
-    total = cz[..., hi, :] - cz[..., lo, :]
-    count = cm[..., hi] - cm[..., lo]
-    return (total / count.clamp(min=1)[..., None]).to(dtype)
+    return (cz[..., hi, :] - cz[..., lo, :]) / (cm[..., hi] - cm[..., lo]).clamp(min=1)[..., None]
