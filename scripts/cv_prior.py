@@ -1,6 +1,10 @@
 """Cross-validate the ridge priors over the train pieces: per-note (`linear`) against `context`.
 
-    python scripts/cv_prior.py [--data data/codec_N=300_mixup] [--folds 5]
+    python scripts/cv_prior.py [--data data/codec_N=300_mixup] [--folds 5] [--variant NAME=WIDTHS@ALPHA ...]
+
+``--variant`` adds a ridge to compare (repeatable): ``wide=8,32,128,512@1`` is the context
+ridge over those widths with ridge penalty 1, ``stiff=@100`` the per-note ridge with penalty
+100. Each variant is compared with ``linear`` piece by piece.
 
 The valid split (11 pieces) and the test split (17) are small enough that one piece more or
 less moves a median by the size of the differences between candidates. This refits both
@@ -27,7 +31,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="data/codec_N=300_mixup")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--variant", action="append", default=[], help="NAME=WIDTHS@ALPHA, e.g. wide=8,32,128,512@1")
     args = ap.parse_args()
+    variants = {"linear": ((), 1.0), "context": (CONTEXT_WIDTHS, 1.0)}
+    for spec in args.variant:
+        name, rest = spec.split("=", 1)
+        widths, alpha = rest.split("@") if "@" in rest else (rest, "1")
+        variants[name] = (tuple(int(w) for w in widths.split(",") if w), float(alpha))
     st = CodecStore(args.data)
     idx = st.split_indices("train", synthetic=False)
     seg_offset = np.array([st.scores[st.score_of(int(i))]["offset"] for i in idx])
@@ -36,21 +46,23 @@ def main() -> None:
     for f in range(args.folds):
         held = [p for k, p in enumerate(pieces) if k % args.folds == f]
         keep = idx[~np.isin(seg_offset, [p.entry["offset"] for p in held])]
-        made = {name: LinearRenderer(st, max_rows=None, context=context, segments=keep)
-                for name, context in (("linear", ()), ("context", CONTEXT_WIDTHS))}
+        made = {name: LinearRenderer(st, alpha=alpha, max_rows=None, context=context, segments=keep)
+                for name, (context, alpha) in variants.items()}
         for p in held:
             rows += evaluate_piece(p, made)[0]
         print(f"fold {f + 1}/{args.folds}: {len(held)} pieces, {time.perf_counter() - t0:.0f} s", flush=True)
-    for name in ("human", "linear", "context"):
+    for name in ("human", *variants):
         rr = [r for r in rows if r["renderer"] == name]
         print(name, {k: round(_nanmedian([r[k] for r in rr]), 3) for k in ("tempo_r", "velocity_r", "tempo_kl", "velocity_kl")})
     by: dict = {}
     for r in rows:
         by.setdefault(r["piece"], {})[r["renderer"]] = r
-    for metric in ("tempo_r", "velocity_r"):
-        d = np.array([v["context"][metric] - v["linear"][metric] for v in by.values()])
-        d = d[np.isfinite(d)]
-        print(f"{metric} context - linear: median {np.median(d):.3f}, mean {d.mean():.3f}, better on {(d > 0).sum()} of {len(d)} pieces")
+    for name in list(variants)[1:]:
+        for metric in ("tempo_r", "velocity_r"):
+            d = np.array([v[name][metric] - v["linear"][metric] for v in by.values()])
+            d = d[np.isfinite(d)]
+            print(f"{metric} {name} - linear: median {np.median(d):.3f}, mean {d.mean():.3f}, "
+                  f"better on {(d > 0).sum()} of {len(d)} pieces")
 
 
 if __name__ == "__main__":
