@@ -35,6 +35,7 @@ class TaskConfig:
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
     prior: str = "none"  # none | linear | context: diffuse the residual from the ridge prior mean mu(s) (dexter_cli.prior)
+    prior_alpha: float = 1.0  # the ridge penalty of that fit (on sums over ~10^6 notes: 1 is all but unpenalised)
 
 
 @dataclass
@@ -162,6 +163,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         raise DexterError(f"unknown target {cfg.task.target!r}; choose from {', '.join(TARGETS)}")
     if cfg.task.prior not in PRIORS:
         raise DexterError(f"unknown prior {cfg.task.prior!r}; choose from {', '.join(PRIORS)}")
+    if cfg.task.prior_alpha < 0:
+        raise DexterError(f"task.prior_alpha must be 0 or more, got {cfg.task.prior_alpha}")
     return cfg
 
 

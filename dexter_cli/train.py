@@ -94,7 +94,7 @@ def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
     from .prior import CONTEXT_WIDTHS, fit_linear_prior
 
     context = CONTEXT_WIDTHS if cfg.task.prior == "context" else ()
-    weights, _ = fit_linear_prior(store, context=context)
+    weights, _ = fit_linear_prior(store, alpha=cfg.task.prior_alpha, context=context)
     return {**store.meta["stats"], "prior_weights": weights.tolist(), "prior_context": list(context)}
 
 
@@ -156,6 +156,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             raise DexterError(f"checkpoint in {state_dir} has another model config: {saved['model']}")
         if saved["task"]["target"] != cfg.task.target:
             raise DexterError(f"checkpoint in {state_dir} was trained for target {saved['task']['target']}")
+        for key, default in (("prior", "none"), ("prior_alpha", 1.0)):  # the prior mean mu(s) must not change
+            if saved["task"].get(key, default) != getattr(cfg.task, key):
+                raise DexterError(f"checkpoint in {state_dir} was trained with task.{key} = "
+                                  f"{saved['task'].get(key, default)!r}, not {getattr(cfg.task, key)!r}")
     elif state_dir.exists():
         raise DexterError(f"{run_dir} already holds a training run: pass --resume, or choose another --run-dir")
 

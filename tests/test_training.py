@@ -391,6 +391,25 @@ def test_the_context_prior_sees_the_neighbours(store_path, tmp_path):
     assert np.allclose(loaded.norm.prior_w.numpy(), W, atol=1e-6)
 
 
+
+def test_prior_penalty_is_used_and_kept_on_resume(store_path, tmp_path):
+    from dexter_cli.engine import load_expression
+    from dexter_cli.prior import fit_linear_prior
+
+    st = CodecStore(store_path)
+    W1, _ = fit_linear_prior(st)
+    W5, _ = fit_linear_prior(st, alpha=1e5)
+    assert np.linalg.norm(W5[:-1]) < np.linalg.norm(W1[:-1])  # the penalty shrinks the feature weights
+    train(cfg_for(store_path, tmp_path / "a", "task.prior=linear", "task.prior_alpha=100000", "optim.max_steps=2"))
+    loaded, config = load_expression(tmp_path / "a" / "checkpoints" / "last")
+    assert config["task"]["prior_alpha"] == 1e5
+    assert np.allclose(loaded.norm.prior_w.numpy(), W5, atol=1e-6)
+    # resuming with another prior would diffuse around another mean: refused
+    with pytest.raises(DexterError, match="prior"):
+        train(cfg_for(store_path, tmp_path / "a", "task.prior=linear", "optim.max_steps=3"), resume=True)
+    with pytest.raises(DexterError, match="prior_alpha"):
+        cfg_for(store_path, tmp_path / "n", "task.prior_alpha=-1")
+
 def test_temperature_scales_the_initial_noise(store_path):
     from dexter_cli.data.dataset import SegmentSet
 
