@@ -7,8 +7,8 @@ ridge over those widths with ridge penalty 1, ``stiff=@100`` the per-note ridge 
 100. Each variant is compared with ``linear`` piece by piece.
 
 The valid split (11 pieces) and the test split (17) are small enough that one piece more or
-less moves a median by the size of the differences between candidates. This refits both
-ridges K times, each time without one fold of the train pieces, and scores every train piece
+less moves a median by the size of the differences between candidates. This refits every
+ridge K times, each time without one fold of the train pieces, and scores every train piece
 once, against all its human performances (as ``dexter evaluate``), with the ridges that did
 not see it. Prints the medians over pieces and the paired per-piece differences.
 """
