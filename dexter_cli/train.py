@@ -154,9 +154,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         saved = state["config"]
         if saved["model"] != cfg.model.to_dict():
             raise DexterError(f"checkpoint in {state_dir} has another model config: {saved['model']}")
-        if saved["task"]["target"] != cfg.task.target:
-            raise DexterError(f"checkpoint in {state_dir} was trained for target {saved['task']['target']}")
-        for key, default in (("prior", "none"), ("prior_alpha", 1.0)):  # the prior mean mu(s) must not change
+        # the target, and the prior mean mu(s) the run diffuses around, must not change
+        for key, default in (("target", None), ("prior", "none"), ("prior_alpha", 1.0)):
             if saved["task"].get(key, default) != getattr(cfg.task, key):
                 raise DexterError(f"checkpoint in {state_dir} was trained with task.{key} = "
                                   f"{saved['task'].get(key, default)!r}, not {getattr(cfg.task, key)!r}")

@@ -391,7 +391,6 @@ def test_the_context_prior_sees_the_neighbours(store_path, tmp_path):
     assert np.allclose(loaded.norm.prior_w.numpy(), W, atol=1e-6)
 
 
-
 def test_prior_penalty_is_used_and_kept_on_resume(store_path, tmp_path):
     from dexter_cli.engine import load_expression
     from dexter_cli.prior import fit_linear_prior
@@ -409,6 +408,7 @@ def test_prior_penalty_is_used_and_kept_on_resume(store_path, tmp_path):
         train(cfg_for(store_path, tmp_path / "a", "task.prior=linear", "optim.max_steps=3"), resume=True)
     with pytest.raises(DexterError, match="prior_alpha"):
         cfg_for(store_path, tmp_path / "n", "task.prior_alpha=-1")
+
 
 def test_temperature_scales_the_initial_noise(store_path):
     from dexter_cli.data.dataset import SegmentSet
