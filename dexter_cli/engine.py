@@ -13,7 +13,7 @@ transfer
     sqrt(1 - ab) x_source; the condition is c_target - c_source; sampling starts
     from the source and adds no variance (DDIM, eta = 0).
 
-With a prior mean mu(s) (``task.prior: linear`` or ``context``, :mod:`dexter_cli.prior`) every
+With a prior mean mu(s) (``task.prior: linear``, ``context`` or ``mlp``, :mod:`dexter_cli.prior`) every
 p_codec above is taken relative to it: the diffusion runs over p - mu(s) and a
 sample is mu(s) + x0_hat. Without one, mu = 0.
 """
@@ -98,6 +98,15 @@ class Expression:
             self._memo = (cond, self.model.condition(*args))
         return self.model(x, t, *args, cond_h=self._memo[1])
 
+    def prior(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mu(s), the prior mean of the normalised p_codec (0 without a prior): the ridge's reading of
+        the normalised score ``s``, plus the fitted prior network's correction (``task.prior: mlp``)."""
+        mu = self.norm.prior(s, mask)
+        net = getattr(getattr(self.model, "module", self.model), "prior_net", None)  # (DDP may wrap the model)
+        if net is not None:
+            mu = mu + net(self.norm.prior_inputs(s, mask))
+        return mu
+
     # training ---------------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
         """DExter's loss on one batch (random t, noise and condition dropout from ``generator``)."""
@@ -111,7 +120,7 @@ class Expression:
         drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
         drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
         cond = self.conditions(batch, drop_s, drop_c)
-        mu = self.norm.prior(cond["s"], cond["mask"])  # prior mean mu(s) of the (undropped) score, 0 without
+        mu = self.prior(cond["s"], cond["mask"])  # prior mean mu(s) of the (undropped) score, 0 without
         x0 = self.norm.encode_p(batch["p_codec"].float()) - mu
         if self.target == "transfer":
             noise = self.norm.encode_p(batch["source_p"].float()) - mu
@@ -163,7 +172,7 @@ class Expression:
         mask = batch["mask"]
         B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)
-        mu = self.norm.prior(cond["s"], cond["mask"])  # prior mean mu(s), 0 without
+        mu = self.prior(cond["s"], cond["mask"])  # prior mean mu(s), 0 without
         uncond = self.unconditional(cond) if guidance != 1.0 else None
         shape = (B, N, self.model.config.p_dim)
         t_start = None

@@ -19,14 +19,25 @@ as the note. Its widths travel with the weights (``stats["prior_context"]``). Th
 reference renderer stays the per-note regression. Measured (MODEL_CARD.md, candidate
 v4): better than the per-note prior on the valid split, worse on the test split's
 velocity curves; an option, not the bundled model's recipe.
+
+``task.prior: mlp`` adds a small network over the same regressors to the context
+ridge (:class:`dexter_cli.model.PriorNet`, :func:`fit_prior_net`): it is fitted to
+the ridge's residual before the diffusion trains, then frozen, and travels in the
+model's weights. Cross-validated over the train pieces (``scripts/cv_prior.py``) its
+reading is nearer the humans' than the ridges' (MODEL_CARD.md).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from .data.store import CodecStore
 from .errors import DexterError
+
+if TYPE_CHECKING:
+    import torch
 
 CONTEXT_WIDTHS = (8, 32, 128)  # task.prior: context: moving averages over 8, 32 and 128 notes
 
@@ -64,14 +75,29 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
     DexterError
         The store has no real train segments.
     """
-    import torch
-
-    from .model.normalize import CodecNormalizer, prior_features
+    from .model.normalize import CodecNormalizer
 
     norm = CodecNormalizer(store.meta["stats"])
     idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
+    XtX = XtY = 0  # the normal equations, summed over chunks of segments
+    for X, Y in _regression_rows(store, norm, idx, context, max_rows, seed):
+        X, Y = X.double(), Y.double()
+        XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
+    A = XtX.numpy() + alpha * np.eye(XtX.shape[0])
+    A[-1, -1] -= alpha  # the bias is not shrunk
+    return np.linalg.solve(A, XtY.numpy()), idx
+
+
+def _regression_rows(store: CodecStore, norm, idx: np.ndarray, context: tuple[int, ...],
+                     max_rows: int | None, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(regressors, normalised p_codec) of the played notes of segments ``idx``, in chunks of
+    segments (the context regressors are per segment); at most ``max_rows`` notes, drawn with ``seed``."""
+    import torch
+
+    from .model.normalize import prior_features
+
     m = torch.from_numpy(np.asarray(store.mask)[idx])
     s_rows = np.asarray(store.s_index)[idx]
     n = int(m.sum())
@@ -80,17 +106,89 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
         keep_mask[:] = False
         keep_mask[torch.from_numpy(np.random.default_rng(seed).choice(n, max_rows, replace=False))] = True
     S = np.asarray(store.s_codec)
-    XtX = XtY = 0  # the normal equations, summed over chunks of segments
     done = 0
-    for a in range(0, len(idx), 256):  # segments in chunks: the context regressors are per segment
+    for a in range(0, len(idx), 256):
         sl = slice(a, a + 256)
         s = norm.encode_s(torch.from_numpy(np.array(S[np.maximum(s_rows[sl], 0)], dtype=np.float32)))
         feats = prior_features(s, m[sl], context)[m[sl]]
         y = norm.encode_p(torch.from_numpy(np.array(store.p_codec[idx[sl]], dtype=np.float32)))[m[sl]]
         pick = keep_mask[done: done + len(feats)]
         done += len(feats)
-        X, Y = feats[pick].double(), y[pick].double()
-        XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
-    A = XtX.numpy() + alpha * np.eye(XtX.shape[0])
-    A[-1, -1] -= alpha  # the bias is not shrunk
-    return np.linalg.solve(A, XtY.numpy()), idx
+        yield feats[pick], y[pick]
+
+
+def fit_prior_net(net: torch.nn.Module, store: CodecStore, norm, *, epochs: int = 3, batch_size: int = 1024,
+                  lr: float = 1e-3, seed: int = 0, max_rows: int | None = 1_000_000,
+                  segments: np.ndarray | None = None) -> dict[str, float]:
+    """Fit the network of ``task.prior: mlp`` (in place): the ridge's residual, by least squares.
+
+    mu(s) = ridge(s) + net(features(s)): the network learns what the linear reading misses (the
+    interactions of the features, say a marking's effect in a dense passage), on the same real
+    train notes and the same regressors as the ridge. AdamW, cosine-decayed rate, ``epochs``
+    passes; the initial weights and the order of the notes come from ``seed``.
+
+    Parameters
+    ----------
+    net : PriorNet
+        Its input width must be the ridge's number of regressors.
+    store : CodecStore
+    norm : CodecNormalizer
+        Holds the fitted ridge (``prior_weights``, ``prior_context``).
+    epochs, batch_size, lr, seed : optional
+    max_rows : int or None
+        At most this many played notes (None: all).
+    segments : ndarray of int, optional
+        Segment indices to fit on instead of the real train segments (a cross-validation fold).
+
+    Returns
+    -------
+    dict
+        ``prior_mse_ridge`` and ``prior_mse``: the training notes' mean squared error (normalised
+        p_codec, all rows) of the ridge alone and with the network.
+
+    Raises
+    ------
+    DexterError
+        No ridge in ``norm``, or an empty train split.
+    """
+    import torch
+
+    if norm.prior_w is None:
+        raise DexterError("the prior network corrects a ridge prior: the normaliser holds none")
+    idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
+    if len(idx) == 0:
+        raise DexterError("the prior network needs a non-empty train split")
+    rows = list(_regression_rows(store, norm, idx, norm.prior_context, max_rows, seed))
+    X = torch.cat([r[0] for r in rows]).float()
+    R = torch.cat([r[1] for r in rows]).float() - X @ norm.prior_w  # the ridge's residual
+    del rows
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # initial weights from the seed (the last layer stays at zero)
+        for layer in list(net.net)[:-1]:
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1.0 / layer.in_features ** 0.5
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=gen) * 2 * bound - bound)
+                layer.bias.copy_(torch.rand(layer.bias.shape, generator=gen) * 2 * bound - bound)
+    params = list(net.parameters())
+    net.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    per_epoch = max(1, len(X) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * per_epoch)
+    net.train()
+    try:
+        for _ in range(epochs):
+            order = torch.randperm(len(X), generator=gen)
+            for b in range(per_epoch):
+                i = order[b * batch_size:(b + 1) * batch_size]
+                loss = ((net(X[i]) - R[i]) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+    finally:
+        net.zero_grad(set_to_none=True)  # no stale gradient for an optimiser that sees it later
+        net.requires_grad_(False)
+        net.eval()
+    with torch.no_grad():
+        mse = float(torch.cat([((net(X[a:a + 65536]) - R[a:a + 65536]) ** 2) for a in range(0, len(X), 65536)]).mean())
+    return {"prior_mse_ridge": float((R ** 2).mean()), "prior_mse": mse}

@@ -30,23 +30,33 @@ from .pieces import Piece
 
 class LinearRenderer:
     """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments
-    (:func:`dexter_cli.prior.fit_linear_prior`)."""
+    (:func:`dexter_cli.prior.fit_linear_prior`); with ``net_hidden``, corrected by a prior network
+    of that width (:func:`dexter_cli.prior.fit_prior_net`, ``task.prior: mlp``)."""
 
     def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000, seed: int = 0,
-                 context: tuple[int, ...] = (), segments: np.ndarray | None = None):
+                 context: tuple[int, ...] = (), segments: np.ndarray | None = None, net_hidden: int = 0):
+        from .model import PriorNet
         from .model.normalize import CodecNormalizer
-        from .prior import fit_linear_prior
+        from .prior import fit_linear_prior, fit_prior_net
 
         self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context,
                                                   segments=segments)
         # the same mu(s) the diffusion's prior uses
         self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist(),
                                      "prior_context": list(context)})
+        self.net = None
+        if net_hidden:  # task.prior: mlp's reading: the ridge corrected by the fitted prior network
+            self.net = PriorNet(self.W.shape[0], net_hidden, self.W.shape[1])
+            fit_prior_net(self.net, store, self.norm, seed=seed, segments=self.fitted_on)
 
     def __call__(self, piece: Piece) -> Performance:
         import torch
 
-        z = self.norm.prior(self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))))
+        s = self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32)))
+        z = self.norm.prior(s)
+        if self.net is not None:
+            with torch.no_grad():
+                z = z + self.net(self.norm.prior_inputs(s))
         return Performance(self.norm.decode_p(z).numpy(), np.ones(len(z), dtype=bool))
 
 

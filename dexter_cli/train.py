@@ -29,6 +29,7 @@ from .data.store import CodecStore
 from .engine import Expression, build_expression
 from .errors import DexterError
 from .metrics import segment_curve_scores
+from .model import ModelConfig
 
 Progress = Callable[[int, int, dict], None]
 
@@ -93,7 +94,7 @@ def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
         return store.meta["stats"]
     from .prior import CONTEXT_WIDTHS, fit_linear_prior
 
-    context = CONTEXT_WIDTHS if cfg.task.prior == "context" else ()
+    context = CONTEXT_WIDTHS if cfg.task.prior in ("context", "mlp") else ()
     weights, _ = fit_linear_prior(store, alpha=cfg.task.prior_alpha, context=context)
     return {**store.meta["stats"], "prior_weights": weights.tolist(), "prior_context": list(context)}
 
@@ -140,6 +141,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     meta = store.meta
     cfg.model.p_dim, cfg.model.s_dim, cfg.model.c_dim = (len(meta["p_codec_names"]), len(meta["s_codec_names"]),
                                                           len(meta["c_codec_names"]))
+    if cfg.task.prior == "mlp":  # the prior network reads the context ridge's regressors
+        from .prior import CONTEXT_WIDTHS
+
+        cfg.model.prior_in = cfg.model.s_dim * (1 + len(CONTEXT_WIDTHS)) + 1
     train_set, valid_set = _datasets(cfg, store)
     stats = model_stats(cfg, store)
 
@@ -152,7 +157,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     if resume:
         state = load_training_state(state_dir)
         saved = state["config"]
-        if saved["model"] != cfg.model.to_dict():
+        if ModelConfig.from_dict(saved["model"]).to_dict() != cfg.model.to_dict():  # (settings added since: defaults)
             raise DexterError(f"checkpoint in {state_dir} has another model config: {saved['model']}")
         # the target, and the prior mean mu(s) the run diffuses around, must not change
         for key, default in (("target", None), ("prior", "none"), ("prior_alpha", 1.0)):
@@ -172,17 +177,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     torch.manual_seed(cfg.seed)
     expr = build_expression(cfg.model, stats, cfg.task.__dict__)
     model = expr.model
+    prior_fit: dict = {}
     if state is not None:
         model.load_state_dict(state["model"])
+    elif model.prior_net is not None:  # task.prior: mlp: fitted once, before the diffusion trains; resumes load it
+        from .prior import fit_prior_net
+
+        prior_fit = fit_prior_net(model.prior_net, store, expr.norm, seed=cfg.seed)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     if state is not None:
         ema = {k: v.float() for k, v in state["ema"].items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr,
+                                  weight_decay=cfg.optim.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
     model, optimizer = accelerator.prepare(model, optimizer)
     expr.model = model
     ema = {k: v.to(device) for k, v in ema.items()}
+    trained = {k for k, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
     eval_model = copy.deepcopy(accelerator.unwrap_model(model)).eval()
     eval_expr = Expression(eval_model, expr.norm, expr.schedule, target=expr.target, prediction=expr.prediction,
                            cond_drop=0.0, cond_drop_all=0.0, recon_weight=expr.recon_weight)
@@ -210,6 +222,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         if accelerator.is_main_process:
             with open(metrics_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
+
+    if prior_fit:
+        log({"step": step, **prior_fit})
 
     def save_state() -> None:
         if accelerator.is_main_process:
@@ -290,10 +305,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                 accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            with torch.no_grad():  # EMA of the weights
+            with torch.no_grad():  # EMA of the trained weights (frozen ones, the prior network's, are copied)
                 d = cfg.optim.ema_decay
                 for k, v in accelerator.unwrap_model(model).state_dict().items():
-                    if v.dtype.is_floating_point:
+                    if k in trained:
                         ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
                     else:
                         ema[k].copy_(v)

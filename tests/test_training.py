@@ -410,6 +410,40 @@ def test_prior_penalty_is_used_and_kept_on_resume(store_path, tmp_path):
         cfg_for(store_path, tmp_path / "n", "task.prior_alpha=-1")
 
 
+def test_the_mlp_prior_is_fitted_once_and_travels_in_the_weights(store_path, tmp_path):
+    from dexter_cli.data.dataset import SegmentSet
+    from dexter_cli.engine import load_expression
+    from dexter_cli.model import PriorNet
+    from dexter_cli.prior import CONTEXT_WIDTHS, fit_linear_prior, fit_prior_net
+
+    st = CodecStore(store_path)
+    W, _ = fit_linear_prior(st, context=CONTEXT_WIDTHS)
+    norm = CodecNormalizer({**st.meta["stats"], "prior_weights": W.tolist(), "prior_context": list(CONTEXT_WIDTHS)})
+    net = PriorNet(W.shape[0], 16, 5)
+    fit = fit_prior_net(net, st, norm, epochs=100, batch_size=16)
+    assert fit["prior_mse"] < 0.9 * fit["prior_mse_ridge"]  # it learns what the ridge misses, on its notes
+    assert not any(p.requires_grad for p in net.parameters())
+    with pytest.raises(DexterError, match="ridge"):
+        fit_prior_net(PriorNet(W.shape[0], 16, 5), st, CodecNormalizer(st.meta["stats"]))
+    # a run fits it once with the run's seed; neither the diffusion loss nor the EMA moves it
+    train(cfg_for(store_path, tmp_path / "m", "task.prior=mlp", "optim.max_steps=2"))
+    ref = PriorNet(W.shape[0], 128, 5)
+    fit_prior_net(ref, st, norm, seed=0)
+    for when in ("trained", "resumed"):
+        loaded, config = load_expression(tmp_path / "m" / "checkpoints" / "last")
+        assert config["model"]["prior_in"] == W.shape[0] and config["task"]["prior"] == "mlp", when
+        for a, b in zip(loaded.model.prior_net.state_dict().values(), ref.state_dict().values()):
+            assert torch.allclose(a, b, atol=1e-6), when
+        train(cfg_for(store_path, tmp_path / "m", "task.prior=mlp", "optim.max_steps=3"), resume=True)
+    # mu(s) is the ridge's reading plus the network's correction
+    batch = SegmentSet(st, "train").batch(np.arange(2))
+    s, m = loaded.norm.encode_s(batch["s_codec"]), batch["mask"].bool()
+    with torch.no_grad():
+        want = loaded.norm.prior(s, m) + ref(loaded.norm.prior_inputs(s, m))
+        assert torch.allclose(loaded.prior(s, m), want, atol=1e-5)
+        assert (loaded.prior(s, m) - loaded.norm.prior(s, m))[m].abs().max() > 1e-3
+
+
 def test_temperature_scales_the_initial_noise(store_path):
     from dexter_cli.data.dataset import SegmentSet
 

@@ -24,6 +24,11 @@ class ModelConfig:
     attention_heads : int
     step_embed_dim : int
         Width of the sinusoidal diffusion-step embedding.
+    prior_in : int
+        Inputs of the fitted prior network (``task.prior: mlp``, :class:`PriorNet`; set by
+        training from the codec); 0: none.
+    prior_hidden : int
+        Width of its two hidden layers.
     """
 
     p_dim: int = 5
@@ -35,6 +40,8 @@ class ModelConfig:
     attention_every: int = 0
     attention_heads: int = 4
     step_embed_dim: int = 128
+    prior_in: int = 0
+    prior_hidden: int = 128
 
     def receptive_field(self) -> int:
         """Notes seen by one output of the convolution stack alone (kernel 3)."""

@@ -51,6 +51,10 @@ class CodecNormalizer:
         w = self.prior_w.to(device=s.device, dtype=s.dtype)
         return prior_features(s, mask, self.prior_context) @ w  # the last regressor is the bias's 1
 
+    def prior_inputs(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The ridge prior's regressors of the normalised ``s`` (:func:`prior_features` with its widths)."""
+        return prior_features(s, mask, self.prior_context)
+
     def encode_p(self, p: torch.Tensor) -> torch.Tensor:
         """Raw p_codec (..., 5) -> normalised; row 0 is log beat_period."""
         p = p.clone()
