@@ -30,6 +30,7 @@ from .engine import Expression, build_expression
 from .errors import DexterError
 from .metrics import segment_curve_scores
 from .model import ModelConfig
+from .prior import CONTEXT_WIDTHS
 
 Progress = Callable[[int, int, dict], None]
 
@@ -92,7 +93,7 @@ def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
     (fitted on the real train segments, the same on every process and at every resume)."""
     if cfg.task.prior == "none":
         return store.meta["stats"]
-    from .prior import CONTEXT_WIDTHS, fit_linear_prior
+    from .prior import fit_linear_prior
 
     context = CONTEXT_WIDTHS if cfg.task.prior in ("context", "mlp") else ()
     weights, _ = fit_linear_prior(store, alpha=cfg.task.prior_alpha, context=context)
@@ -141,10 +142,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     meta = store.meta
     cfg.model.p_dim, cfg.model.s_dim, cfg.model.c_dim = (len(meta["p_codec_names"]), len(meta["s_codec_names"]),
                                                           len(meta["c_codec_names"]))
-    if cfg.task.prior == "mlp":  # the prior network reads the context ridge's regressors
-        from .prior import CONTEXT_WIDTHS
-
-        cfg.model.prior_in = cfg.model.s_dim * (1 + len(CONTEXT_WIDTHS)) + 1
+    # the prior network (task.prior: mlp only) reads the context ridge's regressors
+    cfg.model.prior_in = cfg.model.s_dim * (1 + len(CONTEXT_WIDTHS)) + 1 if cfg.task.prior == "mlp" else 0
     train_set, valid_set = _datasets(cfg, store)
     stats = model_stats(cfg, store)
 
