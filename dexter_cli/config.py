@@ -34,7 +34,7 @@ class TaskConfig:
     cond_drop_all: float = 0.5  # ... and all controls of an example at once with this p
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
-    prior: str = "none"  # none | linear | context | mlp: diffuse the residual from the prior mean mu(s) (dexter_cli.prior)
+    prior: str = "none"  # none | linear | context | mlp: diffuse around the prior mean mu(s) (dexter_cli.prior)
     prior_alpha: float = 1.0  # the ridge penalty of that fit (on sums over ~10^6 notes: 1 is all but unpenalised)
 
 
@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 TARGETS = ("gen_noise", "transfer")
-# task.prior: none, or the prior mean of dexter_cli.prior: the ridge per note, with context, or with context and a network
+# task.prior: none, or a prior mean of dexter_cli.prior: ridge per note, with context, or with context and a network
 PRIORS = ("none", "linear", "context", "mlp")
 
 

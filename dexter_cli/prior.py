@@ -24,7 +24,7 @@ velocity curves; an option, not the bundled model's recipe.
 ridge (:class:`dexter_cli.model.PriorNet`, :func:`fit_prior_net`): it is fitted to
 the ridge's residual before the diffusion trains, then frozen, and travels in the
 model's weights. Cross-validated over the train pieces (``scripts/cv_prior.py``) its
-reading is nearer the humans' than the ridges' (MODEL_CARD.md).
+tempo is nearer the humans' than the ridges', its velocity a little nearer (MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from .errors import DexterError
 
 if TYPE_CHECKING:
     import torch
+
+    from .model.normalize import CodecNormalizer
 
 CONTEXT_WIDTHS = (8, 32, 128)  # task.prior: context: moving averages over 8, 32 and 128 notes
 
@@ -90,7 +92,7 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
     return np.linalg.solve(A, XtY.numpy()), idx
 
 
-def _regression_rows(store: CodecStore, norm, idx: np.ndarray, context: tuple[int, ...],
+def _regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray, context: tuple[int, ...],
                      max_rows: int | None, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(regressors, normalised p_codec) of the played notes of segments ``idx``, in chunks of
     segments (the context regressors are per segment); at most ``max_rows`` notes, drawn with ``seed``."""
@@ -117,8 +119,8 @@ def _regression_rows(store: CodecStore, norm, idx: np.ndarray, context: tuple[in
         yield feats[pick], y[pick]
 
 
-def fit_prior_net(net: torch.nn.Module, store: CodecStore, norm, *, epochs: int = 3, batch_size: int = 1024,
-                  lr: float = 1e-3, seed: int = 0, max_rows: int | None = 1_000_000,
+def fit_prior_net(net: torch.nn.Module, store: CodecStore, norm: CodecNormalizer, *, epochs: int = 3,
+                  batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, max_rows: int | None = 1_000_000,
                   segments: np.ndarray | None = None) -> dict[str, float]:
     """Fit the network of ``task.prior: mlp`` (in place): the ridge's residual, by least squares.
 
