@@ -101,11 +101,8 @@ class Expression:
     def prior(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """mu(s), the prior mean of the normalised p_codec (0 without a prior): the ridge's reading of
         the normalised score ``s``, plus the fitted prior network's correction (``task.prior: mlp``)."""
-        mu = self.norm.prior(s, mask)
         net = getattr(getattr(self.model, "module", self.model), "prior_net", None)  # (DDP may wrap the model)
-        if net is not None:
-            mu = mu + net(self.norm.prior_inputs(s, mask))
-        return mu
+        return self.norm.prior(s, mask, net)
 
     # training ---------------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:

@@ -52,11 +52,9 @@ class LinearRenderer:
     def __call__(self, piece: Piece) -> Performance:
         import torch
 
-        s = self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32)))
-        z = self.norm.prior(s)
-        if self.net is not None:
-            with torch.no_grad():
-                z = z + self.net(self.norm.prior_inputs(s))
+        with torch.no_grad():
+            z = self.norm.prior(self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))),
+                                net=self.net)
         return Performance(self.norm.decode_p(z).numpy(), np.ones(len(z), dtype=bool))
 
 

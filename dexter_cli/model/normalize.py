@@ -41,15 +41,19 @@ class CodecNormalizer:
         self.prior_w = torch.tensor(w, dtype=torch.float32) if w is not None else None
         self.prior_context = tuple(int(k) for k in stats.get("prior_context", ()))
 
-    def prior(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def prior(self, s: torch.Tensor, mask: torch.Tensor | None = None,
+              net: torch.nn.Module | None = None) -> torch.Tensor:
         """mu(s): the prior mean of the normalised p_codec given the *normalised* s_codec (..., L, s_dim);
         zeros without a prior. The diffusion runs over x0 - mu(s). ``mask`` (..., L): the notes that
-        count in the moving averages of a context prior (default all)."""
+        count in the moving averages of a context prior (default all). ``net``: the fitted prior
+        network of ``task.prior: mlp`` (a correction of the ridge's reading, from the same regressors)."""
         shape = (*s.shape[:-1], len(self.p_mean))
         if self.prior_w is None:
             return torch.zeros(shape, dtype=s.dtype, device=s.device)
         w = self.prior_w.to(device=s.device, dtype=s.dtype)
-        return prior_features(s, mask, self.prior_context) @ w  # the last regressor is the bias's 1
+        x = self.prior_inputs(s, mask)
+        mu = x @ w  # the last regressor is the bias's 1
+        return mu if net is None else mu + net(x)
 
     def prior_inputs(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The ridge prior's regressors of the normalised ``s`` (:func:`prior_features` with its widths)."""
