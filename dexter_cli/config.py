@@ -36,6 +36,7 @@ class TaskConfig:
     p_clip: float = 5.0  # normalised p_codec bound (std)
     prior: str = "none"  # none | linear | context | mlp: diffuse around the prior mean mu(s) (dexter_cli.prior)
     prior_alpha: float = 1.0  # the ridge penalty of that fit (on sums over ~10^6 notes: 1 is all but unpenalised)
+    prior_fit: str = "pooled"  # pooled | within: the ridge fitted over all notes, or within performances
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TrainConfig:
 TARGETS = ("gen_noise", "transfer")
 # task.prior: none, or a prior mean of dexter_cli.prior: ridge per note, with context, or with context and a network
 PRIORS = ("none", "linear", "context", "mlp")
+PRIOR_FITS = ("pooled", "within")  # task.prior_fit (dexter_cli.prior.fit_linear_prior's ``within``)
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -164,6 +166,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         raise DexterError(f"unknown target {cfg.task.target!r}; choose from {', '.join(TARGETS)}")
     if cfg.task.prior not in PRIORS:
         raise DexterError(f"unknown prior {cfg.task.prior!r}; choose from {', '.join(PRIORS)}")
+    if cfg.task.prior_fit not in PRIOR_FITS:
+        raise DexterError(f"unknown task.prior_fit {cfg.task.prior_fit!r}; choose from {', '.join(PRIOR_FITS)}")
     if cfg.task.prior_alpha < 0:
         raise DexterError(f"task.prior_alpha must be 0 or more, got {cfg.task.prior_alpha}")
     return cfg

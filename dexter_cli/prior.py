@@ -25,6 +25,13 @@ ridge (:class:`dexter_cli.model.PriorNet`, :func:`fit_prior_net`): it is fitted 
 the ridge's residual before the diffusion trains, then frozen, and travels in the
 model's weights. Cross-validated over the train pieces (``scripts/cv_prior.py``) its
 tempo is nearer the humans' than the ridges', its velocity a little nearer (MODEL_CARD.md).
+
+``task.prior_fit: within`` fits any of these ridges within performances (fixed effects:
+every performance centred on its own means), so that the weights describe how a
+performance moves through its piece, which is what a curve's r measures, and not how
+recordings and pieces differ in level (a piano's loudness, a piece's base tempo), which
+the pooled fit confounds with the score. Cross-validated, the within context ridge reads
+tempo curves best of all the priors (MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ CONTEXT_WIDTHS = (8, 32, 128)  # task.prior: context: moving averages over 8, 32
 
 def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000,
                      seed: int = 0, context: tuple[int, ...] = (),
-                     segments: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     segments: np.ndarray | None = None, within: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Fit the ridge weights on a store's real train segments (or on ``segments``).
 
     Parameters
@@ -64,6 +71,13 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
         its played notes, as the training loss sees them; () fits the per-note regression.
     segments : ndarray of int, optional
         Segment indices to fit on instead of the real train segments (e.g. a cross-validation fold).
+    within : bool
+        Fit within performances (``task.prior_fit: within``): the regressors and the p_codec are
+        centred on each performance's means before the fit (fixed effects), so the weights
+        describe how a performance moves through a piece, not how performances differ from each
+        other (a recording's loudness, a piece's base tempo: constants a curve's r ignores, which
+        the pooled fit confounds with the score). The bias is then the mean p_codec at the mean
+        regressors; the level of a piece is left to the diffusion.
 
     Returns
     -------
@@ -83,19 +97,39 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
     idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
+    # performance of each segment (within: one group per score and performance)
+    keys = [f"{store.index[int(i)]['score']}|{store.index[int(i)]['performance']}" for i in idx]
+    group = np.unique(keys, return_inverse=True)[1].reshape(-1)
     XtX = XtY = 0  # the normal equations, summed over chunks of segments
-    for X, Y in _regression_rows(store, norm, idx, context, max_rows, seed):
-        X, Y = X.double(), Y.double()
+    Sx = Sy = n = 0  # per-group sums and counts (within)
+    for X, Y, seg in _regression_rows(store, norm, idx, context, max_rows, seed):
+        X, Y = X.double().numpy(), Y.double().numpy()
         XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
-    A = XtX.numpy() + alpha * np.eye(XtX.shape[0])
-    A[-1, -1] -= alpha  # the bias is not shrunk
-    return np.linalg.solve(A, XtY.numpy()), idx
+        if within:
+            G, g = group.max() + 1, group[seg.numpy()]
+            Sx = Sx + np.stack([np.bincount(g, X[:, j], G) for j in range(X.shape[1])], 1)
+            Sy = Sy + np.stack([np.bincount(g, Y[:, j], G) for j in range(Y.shape[1])], 1)
+            n = n + np.bincount(g, minlength=G)
+    if not within:
+        A = XtX + alpha * np.eye(XtX.shape[0])
+        A[-1, -1] -= alpha  # the bias is not shrunk
+        return np.linalg.solve(A, XtY), idx
+    n = np.maximum(n, 1)[:, None]
+    # sum over groups of (x - xbar_g)(x - xbar_g)^T = X^T X - sum_g n_g xbar_g xbar_g^T (likewise for Y)
+    XtX_w, XtY_w = XtX - (Sx / n).T @ Sx, XtY - (Sx / n).T @ Sy
+    k = XtX.shape[0] - 1  # the bias column is 0 once centred: solve without it
+    W = np.zeros((k + 1, XtY.shape[1]))
+    W[:k] = np.linalg.solve(XtX_w[:k, :k] + alpha * np.eye(k), XtY_w[:k])
+    total = n.sum()  # the bias: the mean p_codec at the mean regressors
+    W[k] = Sy.sum(0) / total - (Sx.sum(0)[:k] / total) @ W[:k]
+    return W, idx
 
 
 def _regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray, context: tuple[int, ...],
-                     max_rows: int | None, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(regressors, normalised p_codec) of the played notes of segments ``idx``, in chunks of
-    segments (the context regressors are per segment); at most ``max_rows`` notes, drawn with ``seed``."""
+                     max_rows: int | None, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(regressors, normalised p_codec, position in ``idx`` of the note's segment) of the played
+    notes of segments ``idx``, in chunks of segments (the context regressors are per segment); at
+    most ``max_rows`` notes, drawn with ``seed``."""
     import torch
 
     from .model.normalize import prior_features
@@ -114,9 +148,10 @@ def _regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray, 
         s = norm.encode_s(torch.from_numpy(np.array(S[np.maximum(s_rows[sl], 0)], dtype=np.float32)))
         feats = prior_features(s, m[sl], context)[m[sl]]
         y = norm.encode_p(torch.from_numpy(np.array(store.p_codec[idx[sl]], dtype=np.float32)))[m[sl]]
+        seg = torch.arange(a, a + len(m[sl])).repeat_interleave(m[sl].sum(1))
         pick = keep_mask[done: done + len(feats)]
         done += len(feats)
-        yield feats[pick], y[pick]
+        yield feats[pick], y[pick], seg[pick]
 
 
 def fit_prior_net(net: torch.nn.Module, store: CodecStore, norm: CodecNormalizer, *, epochs: int = 3,
@@ -161,7 +196,7 @@ def fit_prior_net(net: torch.nn.Module, store: CodecStore, norm: CodecNormalizer
     if len(idx) == 0:
         raise DexterError("the prior network needs a non-empty train split")
     rows = list(_regression_rows(store, norm, idx, norm.prior_context, max_rows, seed))
-    X = torch.cat([r[0] for r in rows]).float()
+    X = torch.cat([r[0] for r in rows]).float()  # (r[2], the notes' segments, unused)
     R = torch.cat([r[1] for r in rows]).float() - X @ norm.prior_w  # the ridge's residual
     del rows
     gen = torch.Generator().manual_seed(seed)

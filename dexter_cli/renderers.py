@@ -31,16 +31,18 @@ from .pieces import Piece
 class LinearRenderer:
     """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments
     (:func:`dexter_cli.prior.fit_linear_prior`); with ``net_hidden``, corrected by a prior network
-    of that width (:func:`dexter_cli.prior.fit_prior_net`, ``task.prior: mlp``)."""
+    of that width (:func:`dexter_cli.prior.fit_prior_net`, ``task.prior: mlp``); with ``within``,
+    fitted within performances (``task.prior_fit: within``)."""
 
     def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000, seed: int = 0,
-                 context: tuple[int, ...] = (), segments: np.ndarray | None = None, net_hidden: int = 0):
+                 context: tuple[int, ...] = (), segments: np.ndarray | None = None, net_hidden: int = 0,
+                 within: bool = False):
         from .model import PriorNet
         from .model.normalize import CodecNormalizer
         from .prior import fit_linear_prior, fit_prior_net
 
         self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context,
-                                                  segments=segments)
+                                                  segments=segments, within=within)
         # the same mu(s) the diffusion's prior uses
         self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist(),
                                      "prior_context": list(context)})

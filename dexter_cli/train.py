@@ -96,7 +96,8 @@ def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
     from .prior import fit_linear_prior
 
     context = CONTEXT_WIDTHS if cfg.task.prior in ("context", "mlp") else ()
-    weights, _ = fit_linear_prior(store, alpha=cfg.task.prior_alpha, context=context)
+    weights, _ = fit_linear_prior(store, alpha=cfg.task.prior_alpha, context=context,
+                                  within=cfg.task.prior_fit == "within")
     return {**store.meta["stats"], "prior_weights": weights.tolist(), "prior_context": list(context)}
 
 
@@ -159,7 +160,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         if ModelConfig.from_dict(saved["model"]).to_dict() != cfg.model.to_dict():  # (settings added since: defaults)
             raise DexterError(f"checkpoint in {state_dir} has another model config: {saved['model']}")
         # the target, and the prior mean mu(s) the run diffuses around, must not change
-        for key, default in (("target", None), ("prior", "none"), ("prior_alpha", 1.0)):
+        for key, default in (("target", None), ("prior", "none"), ("prior_alpha", 1.0), ("prior_fit", "pooled")):
             if saved["task"].get(key, default) != getattr(cfg.task, key):
                 raise DexterError(f"checkpoint in {state_dir} was trained with task.{key} = "
                                   f"{saved['task'].get(key, default)!r}, not {getattr(cfg.task, key)!r}")

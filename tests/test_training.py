@@ -410,6 +410,41 @@ def test_prior_penalty_is_used_and_kept_on_resume(store_path, tmp_path):
         cfg_for(store_path, tmp_path / "n", "task.prior_alpha=-1")
 
 
+def test_the_within_fit_removes_each_performance_s_level(store_path, tmp_path):
+    from dexter_cli.engine import load_expression
+    from dexter_cli.prior import _regression_rows, fit_linear_prior
+
+    st = CodecStore(store_path)
+    W, idx = fit_linear_prior(st, alpha=0.5, within=True)
+    norm = CodecNormalizer(st.meta["stats"])
+    rows = list(_regression_rows(st, norm, idx, (), None, 0))
+    X = torch.cat([r[0] for r in rows]).double().numpy()[:, :-1]
+    Y = torch.cat([r[1] for r in rows]).double().numpy()
+    perf = np.array([f"{st.index[int(i)]['score']}|{st.index[int(i)]['performance']}" for i in idx])
+    group = np.unique(perf[torch.cat([r[2] for r in rows]).numpy()], return_inverse=True)[1].reshape(-1)
+    assert group.max() >= 1  # several performances
+    # the same weights as a ridge over the features plus one free level per performance
+    # (fixed effects; only the features are penalised)
+    D = np.eye(group.max() + 1)[group]
+    A = np.concatenate([X, D], 1)
+    pen = np.diag([0.5] * X.shape[1] + [0.0] * D.shape[1])
+    full = np.linalg.lstsq(A.T @ A + pen, A.T @ Y, rcond=None)[0]
+    assert np.allclose(W[:-1], full[:X.shape[1]], atol=1e-6)
+    # the pooled fit differs, and both biases give the mean codec at the mean features
+    P, _ = fit_linear_prior(st, alpha=0.5)
+    assert not np.allclose(W[:-1], P[:-1], atol=1e-3)
+    assert np.allclose(X.mean(0) @ W[:-1] + W[-1], Y.mean(0), atol=1e-6)
+    # a run with it ships these weights; a resume keeps the fit; an unknown fit is refused
+    train(cfg_for(store_path, tmp_path / "w", "task.prior=linear", "task.prior_fit=within", "optim.max_steps=2"))
+    loaded, config = load_expression(tmp_path / "w" / "checkpoints" / "last")
+    assert config["task"]["prior_fit"] == "within"
+    assert np.allclose(loaded.norm.prior_w.numpy(), fit_linear_prior(st, within=True)[0], atol=1e-6)
+    with pytest.raises(DexterError, match="prior_fit"):
+        train(cfg_for(store_path, tmp_path / "w", "task.prior=linear", "optim.max_steps=3"), resume=True)
+    with pytest.raises(DexterError, match="prior_fit"):
+        cfg_for(store_path, tmp_path / "n", "task.prior_fit=between")
+
+
 def test_the_mlp_prior_is_fitted_once_and_travels_in_the_weights(store_path, tmp_path):
     from dexter_cli.data.dataset import SegmentSet
     from dexter_cli.engine import load_expression
