@@ -97,16 +97,17 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
     idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
-    # performance of each segment (within: one group per score and performance)
-    keys = [f"{store.index[int(i)]['score']}|{store.index[int(i)]['performance']}" for i in idx]
-    group = np.unique(keys, return_inverse=True)[1].reshape(-1)
+    if within:  # the performance of each segment: one group per score and performance
+        keys = [f"{store.index[int(i)]['score']}|{store.index[int(i)]['performance']}" for i in idx]
+        group = np.unique(keys, return_inverse=True)[1].reshape(-1)
+        G = group.max() + 1
     XtX = XtY = 0  # the normal equations, summed over chunks of segments
     Sx = Sy = n = 0  # per-group sums and counts (within)
     for X, Y, seg in _regression_rows(store, norm, idx, context, max_rows, seed):
         X, Y = X.double().numpy(), Y.double().numpy()
         XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
         if within:
-            G, g = group.max() + 1, group[seg.numpy()]
+            g = group[seg.numpy()]
             Sx = Sx + np.stack([np.bincount(g, X[:, j], G) for j in range(X.shape[1])], 1)
             Sy = Sy + np.stack([np.bincount(g, Y[:, j], G) for j in range(Y.shape[1])], 1)
             n = n + np.bincount(g, minlength=G)
