@@ -91,31 +91,33 @@ def fit_linear_prior(store: CodecStore, alpha: float = 1.0, max_rows: int | None
     DexterError
         The store has no real train segments.
     """
+    import torch
+
     from .model.normalize import CodecNormalizer
 
     norm = CodecNormalizer(store.meta["stats"])
     idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
     if len(idx) == 0:
         raise DexterError("the linear prior needs a non-empty train split")
-    if within:  # the performance of each segment: one group per score and performance
-        keys = [f"{store.index[int(i)]['score']}|{store.index[int(i)]['performance']}" for i in idx]
-        group = np.unique(keys, return_inverse=True)[1].reshape(-1)
-        G = group.max() + 1
+    # within: the performance of each segment (the store's ids, made 0..G-1)
+    group = torch.from_numpy(np.unique(np.asarray(store.seg_perf)[idx], return_inverse=True)[1].reshape(-1))
+    G = int(group.max()) + 1
     XtX = XtY = 0  # the normal equations, summed over chunks of segments
     Sx = Sy = n = 0  # per-group sums and counts (within)
     for X, Y, seg in _regression_rows(store, norm, idx, context, max_rows, seed):
-        X, Y = X.double().numpy(), Y.double().numpy()
+        X, Y = X.double(), Y.double()
         XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
         if within:
-            g = group[seg.numpy()]
-            Sx = Sx + np.stack([np.bincount(g, X[:, j], G) for j in range(X.shape[1])], 1)
-            Sy = Sy + np.stack([np.bincount(g, Y[:, j], G) for j in range(Y.shape[1])], 1)
-            n = n + np.bincount(g, minlength=G)
+            g = group[seg]
+            Sx = Sx + torch.zeros(G, X.shape[1], dtype=X.dtype).index_add_(0, g, X)
+            Sy = Sy + torch.zeros(G, Y.shape[1], dtype=Y.dtype).index_add_(0, g, Y)
+            n = n + torch.bincount(g, minlength=G)
+    XtX, XtY = XtX.numpy(), XtY.numpy()
     if not within:
         A = XtX + alpha * np.eye(XtX.shape[0])
         A[-1, -1] -= alpha  # the bias is not shrunk
         return np.linalg.solve(A, XtY), idx
-    n = np.maximum(n, 1)[:, None]
+    Sx, Sy, n = Sx.numpy(), Sy.numpy(), np.maximum(n.numpy(), 1)[:, None]
     # sum over groups of (x - xbar_g)(x - xbar_g)^T = X^T X - sum_g n_g xbar_g xbar_g^T (likewise for Y)
     XtX_w, XtY_w = XtX - (Sx / n).T @ Sx, XtY - (Sx / n).T @ Sy
     k = XtX.shape[0] - 1  # the bias column is 0 once centred: solve without it
