@@ -9,7 +9,8 @@
 # trains a full cosine schedule sized to the time left (runs still going at the deadline are
 # stopped with SIGTERM, which saves their state). The last inference checkpoint (EMA weights) and
 # the metrics of each run are tarred into $OUT/NAME.tar.
-#   NAME=MODEL_YAML:LR[:BATCH]   (BATCH defaults to 128)
+#   NAME=MODEL_YAML:LR[:BATCH[:OVERRIDES]]   (BATCH defaults to 128; OVERRIDES: comma-separated
+#   config overrides for that run, e.g. task.prior=mlp,task.prior_alpha=100000)
 set -euo pipefail
 budget=$1; shift
 pids=()
@@ -19,11 +20,14 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 python3 scripts/pack_store.py unpack artifacts/store.pack /tmp/store
 common=(--config configs/default.yaml data.path=/tmp/store --quiet)
-parse() { name=${1%%=*}; IFS=: read -r model lr batch <<< "${1#*=}"; batch=${batch:-128}; }
+parse() {
+  name=${1%%=*}; IFS=: read -r model lr batch ovr <<< "${1#*=}"; batch=${batch:-128}
+  extra=(); [ -n "${ovr:-}" ] && IFS=, read -ra extra <<< "$ovr"; return 0
+}
 
 for spec in "$@"; do
   parse "$spec"
-  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "${PROBE_STEPS:-150}" \
+  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "${PROBE_STEPS:-150}" "${extra[@]}" \
     eval.every=100000 eval.checkpoint_every=100000 --run-dir /tmp/probe_$name > /tmp/probe_$name.log 2>&1 &
 done
 wait
@@ -36,7 +40,7 @@ for spec in "$@"; do
   it_s=$(python3 -c "import json; r=[json.loads(l) for l in open('/tmp/probe_$name/metrics.jsonl')]; print([x['it_s'] for x in r if 'it_s' in x][-1])")
   steps=$(python3 -c "print(max(int($it_s * $left * 0.85 / 500) * 500, 10))")
   echo "$name: $it_s it/s in the probe -> $steps steps"
-  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "$steps" \
+  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "$steps" "${extra[@]}" \
     optim.warmup_steps=500 eval.every=1000 eval.checkpoint_every=1000 --run-dir /tmp/run_$name > /tmp/run_$name.log 2>&1 &
   pids+=($!)
 done
