@@ -5,7 +5,8 @@
 # from the repository root, with the packed store (scripts/pack_store.py) carried in artifacts/.
 #   bash scripts/device_sweep.sh BUDGET_S NAME=MODEL_YAML:LR ...
 # First the CUDA tests (sampling and the loss on the GPU equal the CPU's). Each run then gets the
-# same number of seconds: a 150-step probe of all runs together measures their speed, then each
+# same number of seconds: a 150-step probe of all runs together measures their speed (without their
+# priors: the prior fits take different times, and a probe left alone on the GPU runs too fast), then each
 # trains a full cosine schedule sized to the time left (runs still going at the deadline are
 # stopped with SIGTERM, which saves their state). The last inference checkpoint (EMA weights) and
 # the metrics of each run are tarred into $OUT/NAME.tar.
@@ -27,7 +28,7 @@ parse() {
 
 for spec in "$@"; do
   parse "$spec"
-  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "${PROBE_STEPS:-150}" "${extra[@]}" \
+  python3 -m dexter_cli train "${common[@]}" model="$model" --lr "$lr" --batch-size "$batch" --max-steps "${PROBE_STEPS:-150}" "${extra[@]}" task.prior=none \
     eval.every=100000 eval.checkpoint_every=100000 --run-dir /tmp/probe_$name > /tmp/probe_$name.log 2>&1 &
 done
 wait
