@@ -94,9 +94,11 @@ def _render(
     temperature: float | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
+    window_offset: int = 0,
 ) -> tuple[object, np.ndarray, dict]:
     """Sample p_codecs of a whole score; see :func:`render_score` for the parameters.
-    ``loaded`` is a ``load_expression`` result to reuse across scores."""
+    ``loaded`` is a ``load_expression`` result to reuse across scores; ``window_offset`` moves the
+    inner window edges (:func:`~dexter_cli.diffusion.windows.window_starts`; the paired seam check)."""
     from .data.codec import C_CODEC_NAMES
     from .data.scores import load_score, score_features
     from .diffusion import get_sampler
@@ -155,11 +157,12 @@ def _render(
     p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
                     x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
                     temperature=temperature, callback=cb,
-                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"))).numpy()
+                    wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"),
+                                                    offset=window_offset)).numpy()
     timings["sample"] = time.perf_counter() - t0
     from .diffusion.windows import window_starts
 
-    starts = window_starts(n, N, stride)
+    starts = window_starts(n, N, stride, window_offset)
     timings["window_edges"] = sorted({e for s in starts for e in (s, min(n, s + N))} - {0, n})
     return score, p, timings
 

@@ -5,7 +5,11 @@
 
 overlap 0 renders independent windows (the original DExter's fixed segments); larger overlaps
 reconcile the windows at every step. Prints, per overlap, the mean jumps (edge / inside; a ratio
-near or below 1 means no seam) and the sampling time.
+near or below 1 means no seam; unpaired, so the score's own jumps at the few edge pairs weigh in),
+the sampling time, and the paired seam: each score rendered again with its inner window edges
+moved by half a stride (same seeds), and the same onset pairs compared on and off an edge
+(``dexter_cli.evaluate.paired_seams``, pooled over the scores: mean excess jump, its standard error,
+and that as a share of the mean jump inside).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import os
 import statistics
 from pathlib import Path
 
-from dexter_cli.evaluate import boundary_jumps
+import numpy as np
+
+from dexter_cli.evaluate import boundary_jumps, seam_differences, summarise_seams
 from dexter_cli.render import _render
 
 DEFAULT_SCORES = ["asap/Bach/Fugue/bwv_848/xml_score.musicxml", "asap/Chopin/Etudes_op_10/12/xml_score.musicxml",
@@ -36,20 +42,38 @@ def main() -> None:
     scores = args.scores.split(",") if args.scores else [str(root / s) for s in DEFAULT_SCORES]
     results = {}
     for ov in (float(x) for x in args.overlaps.split(",")):
-        rows = []
+        stride = max(1, int(round(300 * (1 - ov))))
+        rows, diffs, inside = [], {"tempo": [], "velocity": []}, {"tempo": [], "velocity": []}
         for path in scores:
-            for seed in range(args.seeds):
-                score, p, t = _render(Path(path), checkpoint=args.checkpoint, seed=seed, overlap=ov,
-                                      steps=args.steps, temperature=args.temperature)
-                j = boundary_jumps(score.note_array["onset_beat"], p[0], t["window_edges"])
-                rows.append({**j, "sample_s": t["sample"]})
+            renders, edges = ([], []), ([], [])
+            for k, offset in enumerate((0, stride // 2)):
+                for seed in range(args.seeds):
+                    score, p, t = _render(Path(path), checkpoint=args.checkpoint, seed=seed, overlap=ov, steps=args.steps,
+                                          temperature=args.temperature, window_offset=offset)
+                    renders[k].append(p[0])
+                    if offset == 0:
+                        j = boundary_jumps(score.note_array["onset_beat"], p[0], t["window_edges"])
+                        rows.append({**j, "sample_s": t["sample"]})
+                edges[k].extend(t["window_edges"])
+            d, i = seam_differences(score.note_array["onset_beat"], renders, edges)
+            for name in diffs:
+                diffs[name].append(d[name])
+                inside[name].append(i[name])
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         med["tempo_ratio"] = med["tempo_edge"] / med["tempo_inside"]
         med["velocity_ratio"] = med["velocity_edge"] / med["velocity_inside"]
+        seams = summarise_seams({k: np.concatenate(v) for k, v in diffs.items()},
+                                {k: np.concatenate(v) for k, v in inside.items()})
+        med.update(seams)
+        for k in diffs:
+            med[f"{k}_seam_share"] = seams[f"{k}_seam"] / seams[f"{k}_inside"]
         results[ov] = med
         print(f"overlap {ov}: tempo jump edge/inside {med['tempo_edge']:.4f}/{med['tempo_inside']:.4f} "
               f"(x{med['tempo_ratio']:.2f}), velocity {med['velocity_edge']:.2f}/{med['velocity_inside']:.2f} "
-              f"(x{med['velocity_ratio']:.2f}), sampling {med['sample_s']:.2f} s", flush=True)
+              f"(x{med['velocity_ratio']:.2f}), sampling {med['sample_s']:.2f} s; paired seam over {med['pairs']:.0f} pairs: "
+              f"tempo {med['tempo_seam']:+.4f} (se {med['tempo_seam_se']:.4f}, {100 * med['tempo_seam_share']:+.1f} %), "
+              f"velocity {med['velocity_seam']:+.3f} (se {med['velocity_seam_se']:.3f}, {100 * med['velocity_seam_share']:+.1f} %)",
+              flush=True)
     print(json.dumps(results))
 
 

@@ -113,6 +113,19 @@ def test_windows_cover_the_sequence_and_merge_is_an_average():
     assert torch.allclose(ident(x, torch.tensor([0]), {}), x, atol=1e-6)
 
 
+def test_an_offset_moves_the_inner_window_edges_and_still_covers_the_sequence():
+    import torch
+
+    assert window_starts(41, 16, 8, offset=4) == [0, 4, 12, 20, 25]
+    assert window_starts(40, 16, 16, offset=8) == [0, 8, 24]
+    assert window_starts(10, 16, 8, offset=4) == [0]
+    with pytest.raises(ValueError, match="offset"):
+        window_starts(41, 16, 8, offset=16)
+    ident = WindowedDenoiser(lambda x, t, c: x, n=41, window=16, stride=8, seq_keys=(), offset=4)
+    x = torch.randn(1, 41, 5)
+    assert torch.allclose(ident(x, torch.tensor([0]), {}), x, atol=1e-6)
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--control", "loudnes=1"], "unknown control"),
     (["--control", "loudness=abc"], "not a number"),
@@ -239,3 +252,41 @@ def test_boundary_jumps_find_a_step_at_a_window_edge():
     j = boundary_jumps(onset, p, edges=[20])
     assert j["velocity_edge"] == pytest.approx(0.3 * 127) and j["velocity_inside"] == 0
     assert j["tempo_edge"] == 0 and j["tempo_inside"] == 0
+
+
+def _layout_edges(n: int, window: int, stride: int, offset: int) -> list[int]:
+    starts = window_starts(n, window, stride, offset)
+    return sorted({e for s in starts for e in (s, min(n, s + window))} - {0, n})
+
+
+def test_paired_seams_hold_the_score_fixed():
+    """The music's own jumps at the edges fool the unpaired check, not the paired one; a real
+    step at each layout's edges is found by both."""
+    from dexter_cli.evaluate import boundary_jumps, paired_seams
+
+    n, window, stride = 600, 100, 50
+    edges = (_layout_edges(n, window, stride, 0), _layout_edges(n, window, stride, 25))
+    onset = np.arange(float(n))
+    rng = np.random.default_rng(0)
+    plain = 60 + 10 * np.sin(np.arange(n) / 6) + rng.normal(0, 1, n)
+    music = plain.copy()
+    music[edges[0]] += 15  # the score accents exactly the notes where layout A's windows meet
+
+    def render(velocity: np.ndarray) -> np.ndarray:
+        p = np.zeros((n, 5))
+        p[:, 0], p[:, 1] = 0.5, velocity / 127
+        return p
+
+    def stepped(layout_edges: list[int], seed: int) -> np.ndarray:  # a level step of 6 at every edge
+        level = 6.0 * (np.searchsorted(layout_edges, np.arange(n), side="right") % 2)
+        return render(plain + level + np.random.default_rng(seed).normal(0, 0.5, n))
+
+    smooth = ([render(music)] * 3, [render(music)] * 3)
+    unpaired = boundary_jumps(onset, smooth[0][0], edges[0])
+    assert unpaired["velocity_edge"] > 2 * unpaired["velocity_inside"]  # "a seam", but it is the score
+    clean = paired_seams(onset, smooth, edges)
+    assert clean["velocity_seam"] == pytest.approx(0) and clean["tempo_seam"] == pytest.approx(0)
+    assert clean["pairs"] == len(set(edges[0]) ^ set(edges[1]))  # one note per onset: one pair per edge
+    seamy = paired_seams(onset, ([stepped(edges[0], k) for k in range(3)], [stepped(edges[1], k) for k in range(3)]),
+                         edges)
+    assert seamy["velocity_seam"] > 3 * seamy["velocity_seam_se"] and seamy["velocity_seam"] > 2.0

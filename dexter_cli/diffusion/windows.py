@@ -16,11 +16,18 @@ import torch
 Denoiser = Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]
 
 
-def window_starts(n: int, window: int, stride: int) -> list[int]:
-    """Start positions covering ``n`` items with windows of ``window`` at ``stride``."""
+def window_starts(n: int, window: int, stride: int, offset: int = 0) -> list[int]:
+    """Start positions covering ``n`` items with windows of ``window`` at ``stride``.
+
+    With ``offset`` (0 < offset < window), the first window starts at 0 and the others at
+    ``offset + k * stride``: the same cover with its inner edges moved (a paired seam check
+    renders a piece with both layouts).
+    """
     if n <= window:
         return [0]
-    starts = list(range(0, n - window + 1, stride))
+    if not 0 <= offset < window:
+        raise ValueError(f"window offset must be in [0, {window}), got {offset}")
+    starts = sorted({0, *range(offset, n - window + 1, stride)})
     if starts[-1] + window < n:
         starts.append(n - window)
     return starts
@@ -49,16 +56,19 @@ class WindowedDenoiser:
         The denoiser's segment length.
     stride : int
         Distance between window starts (``window // 2``: every item in two windows).
+    offset : int, optional
+        Where the second window starts when not at ``stride`` (:func:`window_starts`).
     seq_keys : tuple of str
         Entries of ``cond`` that are per item (windowed); the others are per sequence (repeated).
         A ``cond`` dict is cut into windows once and reused while the same dict comes back:
         do not change one in place between calls.
     """
 
-    def __init__(self, denoiser: Denoiser, n: int, window: int, stride: int, seq_keys: tuple[str, ...]):
+    def __init__(self, denoiser: Denoiser, n: int, window: int, stride: int, seq_keys: tuple[str, ...],
+                 offset: int = 0):
         self.denoiser, self.n, self.window = denoiser, n, window
         self.seq_keys = seq_keys
-        self.starts = window_starts(n, window, stride)
+        self.starts = window_starts(n, window, stride, offset)
         self.width = min(window, n)
         w = window_weights(self.width, max(0, self.width - stride) if len(self.starts) > 1 else 0)
         total = torch.zeros(n, dtype=torch.float64)
