@@ -261,8 +261,10 @@ def seam_differences(onset_beat: np.ndarray, renders: tuple[list[np.ndarray], li
                      edges: tuple[list[int], list[int]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The per-pair differences of :func:`paired_seams` (same parameters), and the jumps at the
     pairs on no edge, per curve (``tempo``, ``velocity``): to pool over pieces before summarising."""
-    jumps = [{k: np.mean([_onset_jumps(onset_beat, p)[k] for p in layout], axis=0) for k in ("tempo", "velocity")}
-             for layout in renders]
+    jumps = []
+    for layout in renders:  # per layout: each pair's jump, averaged over the seeds
+        per_seed = [_onset_jumps(onset_beat, p) for p in layout]
+        jumps.append({k: np.mean([j[k] for j in per_seed], axis=0) for k in ("tempo", "velocity")})
     at_a, at_b = (_edge_pairs(onset_beat, e) for e in edges)
     a_only, b_only, neither = at_a & ~at_b, at_b & ~at_a, ~at_a & ~at_b
     diffs, inside = {}, {}

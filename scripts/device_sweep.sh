@@ -20,7 +20,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 python3 scripts/pack_store.py unpack artifacts/store.pack /tmp/store
-common=(--config configs/default.yaml data.path=/tmp/store --quiet)
+common=(--config configs/cpu-small.yaml data.path=/tmp/store --quiet)
 parse() {
   name=${1%%=*}; IFS=: read -r model lr batch ovr <<< "${1#*=}"; batch=${batch:-128}
   extra=(); [ -n "${ovr:-}" ] && IFS=, read -ra extra <<< "$ovr"; return 0
