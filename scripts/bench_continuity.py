@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dexter_cli.evaluate import boundary_jumps, seam_differences, summarise_seams
+from dexter_cli.engine import load_expression
 from dexter_cli.render import _render
 
 DEFAULT_SCORES = ["asap/Bach/Fugue/bwv_848/xml_score.musicxml", "asap/Chopin/Etudes_op_10/12/xml_score.musicxml",
@@ -40,15 +41,17 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(os.environ.get("DEXTER_DATASETS", "../shared/datasets"))
     scores = args.scores.split(",") if args.scores else [str(root / s) for s in DEFAULT_SCORES]
+    loaded = load_expression(args.checkpoint)
+    window = int(loaded[1]["codec"]["max_note_seq"])
     results = {}
     for ov in (float(x) for x in args.overlaps.split(",")):
-        stride = max(1, int(round(300 * (1 - ov))))
+        stride = max(1, int(round(window * (1 - ov))))  # as render computes it
         rows, diffs, inside = [], {"tempo": [], "velocity": []}, {"tempo": [], "velocity": []}
         for path in scores:
             renders, edges = ([], []), ([], [])
             for k, offset in enumerate((0, stride // 2)):
                 for seed in range(args.seeds):
-                    score, p, t = _render(Path(path), checkpoint=args.checkpoint, seed=seed, overlap=ov, steps=args.steps,
+                    score, p, t = _render(Path(path), loaded=loaded, seed=seed, overlap=ov, steps=args.steps,
                                           temperature=args.temperature, window_offset=offset)
                     renders[k].append(p[0])
                     if offset == 0:
