@@ -53,6 +53,12 @@ class TrainResult:
     seconds: float
 
 
+
+def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
+    """The EMA decay for update ``step`` (0-based): ``decay``, or with warmup
+    ``min(decay, (1 + step) / (10 + step))``, so that short runs do not keep the initial weights."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
 def get_lr(step: int, lr: float, warmup: int, max_steps: int, min_frac: float) -> float:
     """Linear warmup, then cosine decay to ``min_frac * lr``."""
     if step < warmup:
@@ -306,7 +312,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():  # EMA of the trained weights (frozen ones, the prior network's, are copied)
-                d = cfg.optim.ema_decay
+                d = ema_decay_at(step, cfg.optim.ema_decay, cfg.optim.ema_warmup)
                 for k, v in accelerator.unwrap_model(model).state_dict().items():
                     if k in trained:
                         ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)

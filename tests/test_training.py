@@ -497,3 +497,23 @@ def test_temperature_scales_the_initial_noise(store_path):
     assert torch.equal(starts[0.0][..., curves], torch.zeros_like(starts[1.0][..., curves]))
     # the note-level rows keep their full noise (their spread is the asynchrony, say)
     assert torch.equal(starts[0.0][..., notes], starts[1.0][..., notes])
+
+
+def test_ema_warmup_forgets_the_initial_weights(store_path, tmp_path):
+    from safetensors.torch import load_file
+
+    from dexter_cli.train import ema_decay_at
+
+    assert ema_decay_at(0, 0.999, False) == 0.999 and ema_decay_at(0, 0.999, True) == pytest.approx(0.1)
+    assert ema_decay_at(20_000, 0.999, True) == 0.999
+    kept = {w: float(np.prod([ema_decay_at(t, 0.999, w) for t in range(2000)])) for w in (False, True)}
+    assert kept[False] == pytest.approx(0.999 ** 2000) and kept[True] < 1e-20  # the initial weights' share
+    gap = {}
+    for warm in (False, True):
+        cfg = cfg_for(store_path, tmp_path / str(warm))
+        cfg.optim.ema_warmup = warm
+        train(cfg)
+        ema, _ = load_inference(tmp_path / str(warm) / "checkpoints" / "last")
+        raw = load_file(str(tmp_path / str(warm) / "state" / "model.safetensors"))
+        gap[warm] = sum(float((ema[k].float() - raw[k].float()).norm()) for k in ema if k in raw)
+    assert gap[True] < 0.5 * gap[False], gap  # a short run's average sits near its trained weights
