@@ -160,10 +160,9 @@ def _render(
                     wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"),
                                                     offset=window_offset)).numpy()
     timings["sample"] = time.perf_counter() - t0
-    from .diffusion.windows import window_starts
+    from .diffusion.windows import window_edges
 
-    starts = window_starts(n, N, stride, window_offset)
-    timings["window_edges"] = sorted({e for s in starts for e in (s, min(n, s + N))} - {0, n})
+    timings["window_edges"] = window_edges(n, N, stride, window_offset)
     return score, p, timings
 
 

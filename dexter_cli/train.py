@@ -53,11 +53,11 @@ class TrainResult:
     seconds: float
 
 
-
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
     """The EMA decay for update ``step`` (0-based): ``decay``, or with warmup
     ``min(decay, (1 + step) / (10 + step))``, so that short runs do not keep the initial weights."""
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
 
 def get_lr(step: int, lr: float, warmup: int, max_steps: int, min_frac: float) -> float:
     """Linear warmup, then cosine decay to ``min_frac * lr``."""

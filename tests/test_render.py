@@ -11,7 +11,7 @@ import mido
 import numpy as np
 import pytest
 
-from dexter_cli.diffusion.windows import WindowedDenoiser, window_starts
+from dexter_cli.diffusion.windows import WindowedDenoiser, window_edges, window_starts
 from dexter_cli.errors import DexterError
 from dexter_cli.render import render_score
 
@@ -254,18 +254,13 @@ def test_boundary_jumps_find_a_step_at_a_window_edge():
     assert j["tempo_edge"] == 0 and j["tempo_inside"] == 0
 
 
-def _layout_edges(n: int, window: int, stride: int, offset: int) -> list[int]:
-    starts = window_starts(n, window, stride, offset)
-    return sorted({e for s in starts for e in (s, min(n, s + window))} - {0, n})
-
-
 def test_paired_seams_hold_the_score_fixed():
     """The music's own jumps at the edges fool the unpaired check, not the paired one; a real
     step at each layout's edges is found by both."""
     from dexter_cli.evaluate import boundary_jumps, paired_seams
 
     n, window, stride = 600, 100, 50
-    edges = (_layout_edges(n, window, stride, 0), _layout_edges(n, window, stride, 25))
+    edges = (window_edges(n, window, stride, 0), window_edges(n, window, stride, 25))
     onset = np.arange(float(n))
     rng = np.random.default_rng(0)
     plain = 60 + 10 * np.sin(np.arange(n) / 6) + rng.normal(0, 1, n)

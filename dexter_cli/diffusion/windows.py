@@ -33,6 +33,12 @@ def window_starts(n: int, window: int, stride: int, offset: int = 0) -> list[int
     return starts
 
 
+def window_edges(n: int, window: int, stride: int, offset: int = 0) -> list[int]:
+    """Inner item positions where a window of :func:`window_starts` begins or ends."""
+    starts = window_starts(n, window, stride, offset)
+    return sorted({e for s in starts for e in (s, min(n, s + window))} - {0, n})
+
+
 def window_weights(window: int, overlap: int) -> torch.Tensor:
     """Linear ramps over ``overlap`` items at both ends (never 0), flat 1 in the middle."""
     w = torch.ones(window, dtype=torch.float64)
