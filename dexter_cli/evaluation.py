@@ -34,6 +34,7 @@ class EvaluationReport:
     curves: list[tuple[Piece, dict]] = field(default_factory=list)  # (piece, {renderer: Performance})
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    ratios: dict = field(default_factory=dict)  # renderer -> ratios_to_human(...)
 
 
 def _with_features(piece: Piece, perf: Performance, problems: list[str], who: str) -> Performance:
@@ -160,8 +161,57 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         rows = [r for r in report.per_piece if r["renderer"] == name]
         report.summary[name] = {k: _nanmedian([r[k] for r in rows]) for k in METRICS}
         report.summary[name]["pieces"] = sum(1 for r in rows if np.isfinite(r["velocity_r"]))
+    report.ratios = {name: ratios_to_human(report.per_piece, name) for name in made}
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ...] = ("tempo_r", "velocity_r"), *,
+                    boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, dict]:
+    """Like-for-like ratios of a renderer's median to the human-to-human median, with a bootstrap interval.
+
+    Only the pieces with a human-to-human value (two or more human performances) count, for
+    both medians. The interval is the percentile bootstrap over those pieces, resampled with
+    their pairs (renderer, human) kept together.
+
+    Parameters
+    ----------
+    per_piece : list of dict
+        ``EvaluationReport.per_piece`` rows (``piece``, ``renderer`` and the metrics; JSON
+        ``None`` is read as missing).
+    renderer : str
+        Whose ratio.
+    boot, level, seed : int, float, int
+        Bootstrap resamples, the interval's coverage, and the resampling seed.
+
+    Returns
+    -------
+    dict
+        Per metric with at least two such pieces: ``pieces``, ``human`` and ``model`` (the
+        medians), ``ratio``, ``low`` and ``high`` (the interval; NaN where resamples had a
+        human median <= 0).
+    """
+    by: dict = {}
+    for row in per_piece:
+        by.setdefault(row["piece"], {})[row["renderer"]] = row
+    finite = lambda v: v is not None and math.isfinite(v)  # noqa: E731
+    rng = np.random.default_rng(seed)
+    out = {}
+    for m in metrics:
+        pairs = np.array([(v["human"][m], v[renderer][m]) for v in by.values()
+                          if "human" in v and renderer in v and finite(v["human"][m]) and finite(v[renderer][m])])
+        if len(pairs) < 2:
+            continue
+        human, model = pairs[:, 0], pairs[:, 1]
+        idx = rng.integers(0, len(pairs), size=(boot, len(pairs)))  # resampled pieces
+        hb, mb = np.median(human[idx], axis=1), np.median(model[idx], axis=1)
+        rb = mb[hb > 0] / hb[hb > 0]
+        low, high = (np.quantile(rb, [(1 - level) / 2, (1 + level) / 2]) if len(rb) == boot
+                     else (float("nan"), float("nan")))
+        h, d = float(np.median(human)), float(np.median(model))
+        out[m] = {"pieces": len(pairs), "human": h, "model": d, "ratio": d / h if h > 0 else float("nan"),
+                  "low": float(low), "high": float(high)}
+    return out
 
 
 def _finite_stat(values: list[float], stat: Callable = np.median) -> float:
@@ -188,6 +238,7 @@ def write_report(report: EvaluationReport, out: Path) -> list[Path]:
     clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
     payload = {"summary": {r: {k: clean(v) for k, v in d.items()} for r, d in report.summary.items()},
                "per_piece": [{k: clean(v) for k, v in row.items()} for row in report.per_piece],
+               "ratios": {r: {m: {k: clean(v) for k, v in d.items()} for m, d in x.items()} for r, x in report.ratios.items()},
                "problems": report.problems, "seconds": report.seconds}
     write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     buf = io.StringIO()

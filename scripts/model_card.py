@@ -8,30 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from pathlib import Path
 
 from dexter_cli.engine import load_expression
 from dexter_cli.evaluate import METRICS
+from dexter_cli.evaluation import ratios_to_human
 from dexter_cli.fileio import write_text
 
 
 def fmt(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def paired_medians(rows: list[dict], renderer: str) -> tuple[int, tuple, tuple] | None:
-    """Medians of tempo r and velocity r, (human, ``renderer``), over the pieces that have a
-    human-to-human value (the ratio like for like), with their number."""
-    finite = lambda v: v is not None and math.isfinite(v)  # noqa: E731  (JSON NaN may load as None)
-    by: dict = {}
-    for r in rows:
-        by.setdefault(r["piece"], {})[r["renderer"]] = r
-    keep = [v for v in by.values() if renderer in v and "human" in v and finite(v["human"]["velocity_r"])]
-    if not keep:
-        return None
-    med = lambda who, m: statistics.median(v[who][m] for v in keep if finite(v[who][m]))  # noqa: E731
-    return len(keep), (med("human", "tempo_r"), med(renderer, "tempo_r")), (med("human", "velocity_r"), med(renderer, "velocity_r"))
 
 
 def main() -> None:
@@ -83,12 +69,13 @@ def main() -> None:
         lines += ["", "Ratios to the human-to-human value: "
                   f"velocity r {rv:.3f}x (floor 0.7x: {verdict(rv, 0.7)}), "
                   f"tempo r {rt:.3f}x (floor 0.3x: {verdict(rt, 0.3)})."]
-        paired = paired_medians(res["per_piece"], "dexter")
-        if paired:
-            n, (ht, dt), (hv, dv) = paired
+        like = ratios_to_human(res["per_piece"], "dexter")
+        if like:
+            n = max(r["pieces"] for r in like.values())
+            parts = [f"{m.split('_')[0]} r {r['model']:.3f} ({r['ratio']:.3f}x, 95 % bootstrap over pieces "
+                     f"{r['low']:.2f}-{r['high']:.2f}x)" for m, r in like.items()]
             lines += ["", f"The human medians cover only the {n} pieces with two or more human performances; "
-                      f"over those same {n} pieces the model's medians are tempo r {dt:.3f} ({dt / ht:.3f}x) "
-                      f"and velocity r {dv:.3f} ({dv / hv:.3f}x)."]
+                      f"over those same {n} pieces the model's medians are " + " and ".join(parts) + "."]
     if res.get("problems"):
         lines += ["", "Notes from the evaluation:"] + [f"- {p}" for p in res["problems"]]
     if args.notes:

@@ -106,6 +106,7 @@ def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart,
     assert all(f.read_bytes()[:4] == b"\x89PNG" for f in files if f.suffix == ".png")
     data = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert set(data["summary"]) == {"human", "deadpan", "linear"}
+    assert set(data["ratios"]) == {"deadpan", "linear"}  # like-for-like ratios (empty with under two pieces)
     # partitura's performance features: deadpan plays every chord together and never pedals
     assert s["deadpan"]["async_delta_dev"] > s["human"]["async_delta_dev"]
     assert s["deadpan"]["pedal_onset_r"] == 0.0 and s["human"]["pedal_onset_r"] > 0.0

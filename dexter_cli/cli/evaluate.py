@@ -55,6 +55,12 @@ def evaluate(
         table.add_row(m, *(f"{report.summary[n][m]:.3f}" if report.summary[n][m] == report.summary[n][m] else "—"
                            for n in names))
     console.print(table)
+    for name, ratios in report.ratios.items():
+        if ratios:
+            n = max(r["pieces"] for r in ratios.values())
+            parts = [f"{m} {r['ratio']:.3f}x [{r['low']:.2f}, {r['high']:.2f}]" for m, r in ratios.items()]
+            console.print(f"{name} / human, like for like over the {n} pieces with a human-to-human value "
+                          f"(95 % bootstrap over pieces): " + ", ".join(parts), highlight=False)
     for p in report.problems:
         console.print(f"[yellow]note:[/] {p}", highlight=False)
     console.print(f"wrote {len(files)} files to {out} in {report.seconds:.0f} s", highlight=False)
