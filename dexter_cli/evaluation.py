@@ -166,6 +166,11 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     return report
 
 
+def _is_finite(v: float | None) -> bool:
+    """A number, not NaN or infinite (JSON NaN is read back as None)."""
+    return v is not None and math.isfinite(v)
+
+
 def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ...] = ("tempo_r", "velocity_r"), *,
                     boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, dict]:
     """Like-for-like ratios of a renderer's median to the human-to-human median, with a bootstrap interval.
@@ -194,12 +199,11 @@ def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ..
     by: dict = {}
     for row in per_piece:
         by.setdefault(row["piece"], {})[row["renderer"]] = row
-    finite = lambda v: v is not None and math.isfinite(v)  # noqa: E731
     rng = np.random.default_rng(seed)
     out = {}
     for m in metrics:
         pairs = np.array([(v["human"][m], v[renderer][m]) for v in by.values()
-                          if "human" in v and renderer in v and finite(v["human"][m]) and finite(v[renderer][m])])
+                          if "human" in v and renderer in v and _is_finite(v["human"][m]) and _is_finite(v[renderer][m])])
         if len(pairs) < 2:
             continue
         human, model = pairs[:, 0], pairs[:, 1]
@@ -212,6 +216,42 @@ def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ..
         out[m] = {"pieces": len(pairs), "human": h, "model": d, "ratio": d / h if h > 0 else float("nan"),
                   "low": float(low), "high": float(high)}
     return out
+
+
+def paired_comparison(rows_a: list[dict], rows_b: list[dict], metric: str, *, boot: int = 4000,
+                      level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Piece by piece, ``a`` minus ``b`` on one metric: the median difference with a bootstrap interval, and a sign test.
+
+    Parameters
+    ----------
+    rows_a, rows_b : list of dict
+        One renderer's rows each (``piece`` and the metric), e.g. two models' results on the same
+        split; only pieces where both values are finite count.
+    metric : str
+        A column of the rows (higher is taken as better for ``better``).
+    boot, level, seed : int, float, int
+        Bootstrap resamples of the pieces, the interval's coverage, the resampling seed.
+
+    Returns
+    -------
+    dict
+        ``pieces``, ``median`` (of the differences), ``low`` and ``high``, ``better`` (pieces where
+        ``a`` is higher) and ``p_sign`` (one-sided exact sign test that ``a`` is higher more often;
+        ties count against).
+    """
+    b = {r["piece"]: r[metric] for r in rows_b}
+    d = np.array([r[metric] - b[r["piece"]] for r in rows_a
+                  if r["piece"] in b and _is_finite(r[metric]) and _is_finite(b[r["piece"]])])
+    n = len(d)
+    if n == 0:
+        return {"pieces": 0, "median": float("nan"), "low": float("nan"), "high": float("nan"), "better": 0,
+                "p_sign": float("nan")}
+    idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
+    low, high = np.quantile(np.median(d[idx], axis=1), [(1 - level) / 2, (1 + level) / 2])
+    k = int((d > 0).sum())
+    p_sign = sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n  # P(X >= k), X ~ Bin(n, 1/2)
+    return {"pieces": n, "median": float(np.median(d)), "low": float(low), "high": float(high), "better": k,
+            "p_sign": float(p_sign)}
 
 
 def _finite_stat(values: list[float], stat: Callable = np.median) -> float:

@@ -48,3 +48,22 @@ def test_missing_values_and_too_few_pieces():
     assert ratios_to_human(rows, "dexter") == {}  # one usable piece: no ratio
     rows = _rows([0.5, 0.5], [0.2, None])  # JSON null read back from results.json
     assert ratios_to_human(rows, "dexter") == {}
+
+
+def test_paired_comparison_sign_test_and_interval():
+    from dexter_cli.evaluation import paired_comparison
+
+    b = [{"piece": f"p{k}", "velocity_r": 0.3} for k in range(10)]
+    a = [{"piece": f"p{k}", "velocity_r": 0.3 + (0.1 if k < 8 else -0.05)} for k in range(10)]
+    c = paired_comparison(a, b, "velocity_r")
+    assert c["pieces"] == 10 and c["better"] == 8
+    assert c["p_sign"] == pytest.approx((45 + 10 + 1) / 1024)  # P(X >= 8), X ~ Bin(10, 1/2)
+    assert c["median"] == pytest.approx(0.1) and c["low"] <= c["median"] <= c["high"]
+    # swapped, the same differences with the sign flipped: A higher on 2, p near 1
+    d = paired_comparison(b, a, "velocity_r")
+    assert d["better"] == 2 and d["median"] == pytest.approx(-0.1) and d["p_sign"] > 0.98
+    # pieces missing on one side or NaN do not count; nothing in common gives NaN, not an error
+    a.append({"piece": "extra", "velocity_r": 1.0})
+    a[0]["velocity_r"] = float("nan")
+    assert paired_comparison(a, b, "velocity_r")["pieces"] == 9
+    assert np.isnan(paired_comparison(a, [{"piece": "zz", "velocity_r": 0.1}], "velocity_r")["median"])
