@@ -166,6 +166,43 @@ def _render(
     return score, p, timings
 
 
+def render_layouts(score_path: Path, offsets: tuple[int, ...], seeds: range, *, checkpoint: Path | None = None,
+                   loaded: tuple | None = None, **kwargs) -> tuple[np.ndarray, tuple, tuple, list[list[dict]]]:
+    """The renders of the paired seam check: a score with each window layout, seed for seed.
+
+    Parameters
+    ----------
+    score_path : Path
+        The score.
+    offsets : tuple of int
+        One window layout per offset (``window_offset`` of :func:`_render`).
+    seeds : range
+        The same seeds for every layout.
+    checkpoint, loaded
+        The model (loaded once for all renders); other keyword arguments go to :func:`_render`.
+
+    Returns
+    -------
+    onset_beat : (n,) array
+    renders : tuple
+        Per layout, a list of the first sample's (n, 5) p_codec per seed.
+    edges : tuple
+        Per layout, its window edges (note positions).
+    timings : list
+        Per layout, the timings of each render.
+    """
+    from .engine import load_expression
+
+    loaded = loaded if loaded is not None else load_expression(checkpoint)
+    renders, edges, timings = [], [], []
+    for offset in offsets:
+        runs = [_render(Path(score_path), loaded=loaded, seed=seed, window_offset=offset, **kwargs) for seed in seeds]
+        renders.append([p[0] for _, p, _ in runs])
+        timings.append([t for _, _, t in runs])
+        edges.append(timings[-1][0]["window_edges"])
+    return runs[0][0].note_array["onset_beat"], tuple(renders), tuple(edges), timings
+
+
 def render_piece_codec(score_path: Path, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Render p_codecs of a score without writing anything: ``(p (K, n, 5), note_ids)``."""
     score, p, _ = _render(Path(score_path), **kwargs)

@@ -24,7 +24,7 @@ import numpy as np
 
 from dexter_cli.evaluate import boundary_jumps, seam_differences, summarise_seams
 from dexter_cli.engine import load_expression
-from dexter_cli.render import _render
+from dexter_cli.render import render_layouts
 
 DEFAULT_SCORES = ["asap/Bach/Fugue/bwv_848/xml_score.musicxml", "asap/Chopin/Etudes_op_10/12/xml_score.musicxml",
                   "asap/Beethoven/Piano_Sonatas/26-3/xml_score.musicxml"]
@@ -48,17 +48,12 @@ def main() -> None:
         stride = max(1, int(round(window * (1 - ov))))  # as render computes it
         rows, diffs, inside = [], {"tempo": [], "velocity": []}, {"tempo": [], "velocity": []}
         for path in scores:
-            renders, edges = ([], []), ([], [])
-            for k, offset in enumerate((0, stride // 2)):
-                for seed in range(args.seeds):
-                    score, p, t = _render(Path(path), loaded=loaded, seed=seed, overlap=ov, steps=args.steps,
-                                          temperature=args.temperature, window_offset=offset)
-                    renders[k].append(p[0])
-                    if offset == 0:
-                        j = boundary_jumps(score.note_array["onset_beat"], p[0], t["window_edges"])
-                        rows.append({**j, "sample_s": t["sample"]})
-                edges[k].extend(t["window_edges"])
-            d, i = seam_differences(score.note_array["onset_beat"], renders, edges)
+            onset_beat, renders, edges, timings = render_layouts(
+                Path(path), (0, stride // 2), range(args.seeds), loaded=loaded, overlap=ov, steps=args.steps,
+                temperature=args.temperature)
+            for p, t in zip(renders[0], timings[0]):
+                rows.append({**boundary_jumps(onset_beat, p, t["window_edges"]), "sample_s": t["sample"]})
+            d, i = seam_differences(onset_beat, renders, edges)
             for name in diffs:
                 diffs[name].append(d[name])
                 inside[name].append(i[name])

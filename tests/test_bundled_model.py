@@ -34,15 +34,11 @@ def test_real_score_renders_without_seams(shared_datasets, tmp_path):
     A seam is the excess jump of the same onset pairs on an edge; it must not be significantly
     above 5 % of the jump between consecutive onsets inside the windows (inaudible)."""
     from dexter_cli.evaluate import paired_seams
-    from dexter_cli.render import _render
+    from dexter_cli.render import render_layouts
 
-    renders, edges = ([], []), ([], [])
-    for k, offset in enumerate((0, 75)):  # 50 % overlap of 300-note windows: stride 150
-        for seed in range(3):
-            score, p, t = _render(shared_datasets / BWV848, seed=seed, overlap=0.5, window_offset=offset)
-            renders[k].append(p[0])
-        edges[k].extend(t["window_edges"])
-    seams = paired_seams(score.note_array["onset_beat"], renders, edges)
+    # 50 % overlap of 300-note windows: stride 150, the second layout's edges moved by 75
+    onset_beat, renders, edges, _ = render_layouts(shared_datasets / BWV848, (0, 75), range(3), overlap=0.5)
+    seams = paired_seams(onset_beat, renders, edges)
     assert seams["pairs"] >= 8, seams
     for name in ("tempo", "velocity"):
         assert seams[f"{name}_seam"] <= 0.05 * seams[f"{name}_inside"] + 2 * seams[f"{name}_seam_se"], seams
