@@ -77,6 +77,9 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     run_dir: str = "runs/dexter"
+    # fine-tune: start from this inference checkpoint's weights, normalisation and prior (not --resume:
+    # a fresh optimiser, schedule and EMA); its model, codec and prior settings must match this config
+    init_from: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import export_inference, load_training_state, save_training_state
+from .checkpoint import export_inference, load_inference, load_training_state, save_training_state
 from .config import TrainConfig, save_config
 from .data.dataset import PairSet, SegmentSet
 from .data.store import CodecStore
@@ -107,6 +107,34 @@ def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
     return {**store.meta["stats"], "prior_weights": weights.tolist(), "prior_context": list(context)}
 
 
+def _check_same(saved: dict, cfg: TrainConfig, where: str, prediction: bool = False) -> None:
+    """Refuse to continue ``saved`` (a run's config) under another model, target or prior mean mu(s);
+    a fine-tune also keeps the parameterisation (``prediction``, ``timesteps``)."""
+    if ModelConfig.from_dict(saved["model"]).to_dict() != cfg.model.to_dict():  # (settings added since: defaults)
+        raise DexterError(f"{where} has another model config: {saved['model']}")
+    keys = [("target", None), ("prior", "none"), ("prior_alpha", 1.0), ("prior_fit", "pooled")]
+    for key, default in keys + ([("prediction", "eps"), ("timesteps", 1000)] if prediction else []):
+        if saved["task"].get(key, default) != getattr(cfg.task, key):
+            raise DexterError(f"{where} was trained with task.{key} = "
+                              f"{saved['task'].get(key, default)!r}, not {getattr(cfg.task, key)!r}")
+
+
+def load_init(cfg: TrainConfig, store: CodecStore) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """The weights, normalisation statistics (with the prior's weights) and facts of ``cfg.init_from``,
+    checked against the config and the store: a fine-tune diffuses around the same mu(s) as its start."""
+    state, config = load_inference(Path(cfg.init_from))
+    _check_same(config, cfg, f"init_from {cfg.init_from}", prediction=True)
+    codec, meta = config["codec"], store.meta
+    for key, ours in (("version", meta["codec_version"]), ("p_codec_names", meta["p_codec_names"]),
+                      ("s_codec_names", meta["s_codec_names"]), ("c_codec_names", meta["c_codec_names"])):
+        if codec[key] != ours:
+            raise DexterError(f"init_from {cfg.init_from} has codec {key} {codec[key]!r}, the store {ours!r}")
+    training = config.get("training", {})
+    facts = {"init_from": str(cfg.init_from), "init_name": training.get("name", ""),
+             "init_step": training.get("step", 0)}
+    return state, codec["stats"], facts
+
+
 def checkpoint_config(cfg: TrainConfig, store: CodecStore, step: int, stats: dict | None = None, **facts) -> dict:
     """The small config stored beside the weights: all inference needs, and training facts.
     ``stats``: the normalisation statistics the model was trained with (default: the store's)."""
@@ -152,24 +180,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     # the prior network (task.prior: mlp only) reads the context ridge's regressors
     cfg.model.prior_in = cfg.model.s_dim * (1 + len(CONTEXT_WIDTHS)) + 1 if cfg.task.prior == "mlp" else 0
     train_set, valid_set = _datasets(cfg, store)
-    stats = model_stats(cfg, store)
+    init_state, init_facts = None, {}
+    if cfg.init_from:
+        init_state, stats, init_facts = load_init(cfg, store)
+    else:
+        stats = model_stats(cfg, store)
 
     def ckpt_config(step: int, **facts) -> dict:  # with the segments this run saw (a store may be a subset)
-        return checkpoint_config(cfg, store, step, stats, train_segments=len(train_set), **facts)
+        return checkpoint_config(cfg, store, step, stats, train_segments=len(train_set), **init_facts, **facts)
 
     run_dir = Path(cfg.run_dir)
     state_dir = run_dir / "state"
     state = None
     if resume:
         state = load_training_state(state_dir)
-        saved = state["config"]
-        if ModelConfig.from_dict(saved["model"]).to_dict() != cfg.model.to_dict():  # (settings added since: defaults)
-            raise DexterError(f"checkpoint in {state_dir} has another model config: {saved['model']}")
-        # the target, and the prior mean mu(s) the run diffuses around, must not change
-        for key, default in (("target", None), ("prior", "none"), ("prior_alpha", 1.0), ("prior_fit", "pooled")):
-            if saved["task"].get(key, default) != getattr(cfg.task, key):
-                raise DexterError(f"checkpoint in {state_dir} was trained with task.{key} = "
-                                  f"{saved['task'].get(key, default)!r}, not {getattr(cfg.task, key)!r}")
+        _check_same(state["config"], cfg, f"checkpoint in {state_dir}")
     elif state_dir.exists():
         raise DexterError(f"{run_dir} already holds a training run: pass --resume, or choose another --run-dir")
 
@@ -186,6 +211,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     prior_fit: dict = {}
     if state is not None:
         model.load_state_dict(state["model"])
+    elif init_state is not None:  # fine-tune: the EMA starts from these weights too
+        model.load_state_dict(init_state)
     elif model.prior_net is not None:  # task.prior: mlp: fitted once, before the diffusion trains; resumes load it
         from .prior import fit_prior_net
 

@@ -517,3 +517,36 @@ def test_ema_warmup_forgets_the_initial_weights(store_path, tmp_path):
         raw = load_file(str(tmp_path / str(warm) / "state" / "model.safetensors"))
         gap[warm] = sum(float((ema[k].float() - raw[k].float()).norm()) for k in ema if k in raw)
     assert gap[True] < 0.5 * gap[False], gap  # a short run's average sits near its trained weights
+
+
+def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path):
+    cfg = cfg_for(store_path, tmp_path / "base", "task.prior=linear")
+    train(cfg)
+    weights, config = load_inference(tmp_path / "base" / "checkpoints" / "last")
+    # a start whose normalisation differs from what the store would give: the fine-tune must keep it
+    config["codec"]["stats"]["p_std"] = [2.0 * v for v in config["codec"]["stats"]["p_std"]]
+    export_inference(tmp_path / "start", weights, config)
+
+    # lr 0: one update moves nothing, so the export is the start's weights, not a fresh initialisation
+    ft = cfg_for(store_path, tmp_path / "ft", "task.prior=linear", f"init_from={tmp_path / 'start'}",
+                 "optim.max_steps=1", "optim.lr=0", "optim.ema_warmup=true")
+    train(ft)
+    got, got_config = load_inference(tmp_path / "ft" / "checkpoints" / "last")
+    assert set(got) == set(weights) and all(torch.equal(got[k], weights[k]) for k in weights)
+    assert got_config["codec"]["stats"] == config["codec"]["stats"]
+    assert got_config["training"]["init_from"] == str(tmp_path / "start") and got_config["training"]["init_step"] == 12
+
+    # and it learns from there
+    more = cfg_for(store_path, tmp_path / "ft2", "task.prior=linear", f"init_from={tmp_path / 'start'}")
+    train(more)
+    moved, _ = load_inference(tmp_path / "ft2" / "checkpoints" / "last")
+    assert any(not torch.equal(moved[k], weights[k]) for k in weights)
+
+    for bad, why in ((["model.residual_channels=8"], "another model config"),
+                     (["task.prior=none"], "task.prior"),
+                     (["task.prior=linear", "task.prediction=x0"], "task.prediction")):
+        with pytest.raises(DexterError, match=why):
+            train(cfg_for(store_path, tmp_path / f"bad{len(bad)}{why[-3:]}", *bad,
+                          f"init_from={tmp_path / 'start'}"))
+    with pytest.raises(DexterError, match="no checkpoint"):
+        train(cfg_for(store_path, tmp_path / "missing", f"init_from={tmp_path / 'nowhere'}"))

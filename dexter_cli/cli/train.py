@@ -21,6 +21,7 @@ def train(
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where config, metrics and checkpoints go."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this inference checkpoint's weights, normalisation and prior (e.g. dexter_cli/assets/default)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last state."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
@@ -32,7 +33,8 @@ def train(
     from ..train import TrainingInterrupted, train as run_train
 
     flags = {"task.target": target, "data.path": data, "optim.max_steps": max_steps,
-             "optim.batch_size": batch_size, "optim.lr": lr, "run_dir": run_dir, "seed": seed}
+             "optim.batch_size": batch_size, "optim.lr": lr, "run_dir": run_dir, "seed": seed,
+             "init_from": init_from}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, list(overrides or []) + extra)
     with _train_progress(quiet, cfg.optim.max_steps) as progress:
