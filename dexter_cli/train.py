@@ -195,6 +195,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     if resume:
         state = load_training_state(state_dir)
         _check_same(state["config"], cfg, f"checkpoint in {state_dir}")
+        if state["config"].get("init_from", "") != cfg.init_from:  # its mu(s) and normalisation came from there
+            raise DexterError(f"the run in {run_dir} was started with init_from = "
+                              f"{state['config'].get('init_from', '')!r}, not {cfg.init_from!r}: resume it with the same")
     elif state_dir.exists():
         raise DexterError(f"{run_dir} already holds a training run: pass --resume, or choose another --run-dir")
 

@@ -541,6 +541,9 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
     train(more)
     moved, _ = load_inference(tmp_path / "ft2" / "checkpoints" / "last")
     assert any(not torch.equal(moved[k], weights[k]) for k in weights)
+    # a resume must not refit the normalisation and prior from the store: it needs the same start
+    with pytest.raises(DexterError, match="started with init_from"):
+        train(cfg_for(store_path, tmp_path / "ft2", "task.prior=linear"), resume=True)
 
     for bad, why in ((["model.residual_channels=8"], "another model config"),
                      (["task.prior=none"], "task.prior"),
