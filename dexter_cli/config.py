@@ -7,6 +7,7 @@ Overrides use dotted paths checked against the defaults' fields and types
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -103,6 +104,13 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             raise DexterError(f"{key} must be an integer, got {value!r}")
         return value
     if typ is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-4 and 3e-05, without a dot, as strings
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number):
+                return number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DexterError(f"{key} must be a number, got {value!r}")
         return float(value)

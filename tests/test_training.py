@@ -553,3 +553,14 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
                           f"init_from={tmp_path / 'start'}"))
     with pytest.raises(DexterError, match="no checkpoint"):
         train(cfg_for(store_path, tmp_path / "missing", f"init_from={tmp_path / 'nowhere'}"))
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    # PyYAML reads 3e-05 (no dot) as a string; `dexter train --lr 3e-5` passes exactly that
+    assert load_config(None, ["optim.lr=3e-05"]).optim.lr == pytest.approx(3e-5)
+    (tmp_path / "c.yaml").write_text("optim:\n  lr: 1e-4\n  weight_decay: 0\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.weight_decay == 0.0
+    for bad in ("fast", "nan", "inf"):
+        with pytest.raises(DexterError, match="must be a number"):
+            load_config(None, [f"optim.lr={bad}"])
