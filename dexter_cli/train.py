@@ -180,14 +180,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     # the prior network (task.prior: mlp only) reads the context ridge's regressors
     cfg.model.prior_in = cfg.model.s_dim * (1 + len(CONTEXT_WIDTHS)) + 1 if cfg.task.prior == "mlp" else 0
     train_set, valid_set = _datasets(cfg, store)
-    init_state, init_facts = None, {}
-    if cfg.init_from:
-        init_state, stats, init_facts = load_init(cfg, store)
-    else:
-        stats = model_stats(cfg, store)
-
-    def ckpt_config(step: int, **facts) -> dict:  # with the segments this run saw (a store may be a subset)
-        return checkpoint_config(cfg, store, step, stats, train_segments=len(train_set), **init_facts, **facts)
 
     run_dir = Path(cfg.run_dir)
     state_dir = run_dir / "state"
@@ -200,6 +192,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                               f"{state['config'].get('init_from', '')!r}, not {cfg.init_from!r}: resume it with the same")
     elif state_dir.exists():
         raise DexterError(f"{run_dir} already holds a training run: pass --resume, or choose another --run-dir")
+
+    init_state, init_facts = None, {}
+    if state is not None and "stats" in state:
+        # a resume keeps the normalisation and mu(s) it was trained with, even if init_from or the store changed since
+        stats, init_facts = state["stats"], state.get("init_facts", {})
+    elif cfg.init_from:
+        init_state, stats, init_facts = load_init(cfg, store)
+    else:
+        stats = model_stats(cfg, store)
+
+    def ckpt_config(step: int, **facts) -> dict:  # with the segments this run saw (a store may be a subset)
+        return checkpoint_config(cfg, store, step, stats, train_segments=len(train_set), **init_facts, **facts)
 
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision=cfg.optim.mixed_precision if cuda else "no")
@@ -267,7 +271,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             save_training_state(state_dir, model=accelerator.unwrap_model(model).state_dict(), ema=ema,
                                 optimizer=optimizer.state_dict(), step=step, config=cfg.to_dict(),
                                 extra={"best_valid": best, "nonfinite_steps": nonfinite_total,
-                                       "train_seconds": elapsed()})
+                                       "train_seconds": elapsed(), "stats": stats, "init_facts": init_facts})
             export_inference(run_dir / "checkpoints" / "last", ema,
                              ckpt_config(step, train_seconds=elapsed()))
         accelerator.wait_for_everyone()

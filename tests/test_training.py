@@ -544,6 +544,15 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
     # a resume must not refit the normalisation and prior from the store: it needs the same start
     with pytest.raises(DexterError, match="started with init_from"):
         train(cfg_for(store_path, tmp_path / "ft2", "task.prior=linear"), resume=True)
+    # and it keeps the normalisation it was trained with even when the start has changed since
+    changed = json.loads(json.dumps(config))
+    changed["codec"]["stats"]["p_std"] = [1.5 * v for v in changed["codec"]["stats"]["p_std"]]
+    export_inference(tmp_path / "start", weights, changed)
+    train(cfg_for(store_path, tmp_path / "ft2", "task.prior=linear", f"init_from={tmp_path / 'start'}",
+                  "optim.max_steps=14"), resume=True)
+    _, resumed = load_inference(tmp_path / "ft2" / "checkpoints" / "last")
+    assert resumed["training"]["step"] == 14 and resumed["training"]["init_step"] == 12
+    assert resumed["codec"]["stats"] == config["codec"]["stats"]
 
     for bad, why in ((["model.residual_channels=8"], "another model config"),
                      (["task.prior=none"], "task.prior"),
