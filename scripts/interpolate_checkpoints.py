@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from dexter_cli.checkpoint import export_inference, load_inference
 from dexter_cli.errors import DexterError
 
@@ -34,9 +36,8 @@ def interpolate(start: Path, finetuned: Path, lam: float) -> tuple[dict, dict]:
             raise DexterError(f"{start} and {finetuned} differ in {key!r}: not one basin to interpolate in")
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
         raise DexterError(f"{start} and {finetuned} have different tensors")
-    state = {k: (1.0 - lam) * a[k].double() + lam * b[k].double() for k in a}
-    state = {k: v.to(a[k].dtype) for k, v in state.items()}
-    config = {k: v for k, v in cfg_a.items() if k not in ("format", "sha256")}
+    state = {k: torch.lerp(a[k].double(), b[k].double(), lam).to(a[k].dtype) for k in a}
+    config = dict(cfg_a)  # export_inference writes its own format and checksum
     config["training"] = {**cfg_a["training"], "interpolated": {
         "start": str(start), "start_step": cfg_a["training"].get("step"),
         "finetuned": str(finetuned), "finetuned_step": cfg_b["training"].get("step"), "lam": lam}}
