@@ -96,6 +96,12 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
                       + (f" in {secs / 3600:.1f} h" if secs else "") + (f" on {tr['hardware']}" if tr.get("hardware") else "")
                       + f"; data {tr.get('data')}: {counts.get('performances', '?')} performances, "
                       f"{counts.get('notes', '?')} notes, {tr.get('pieces_train', '?')} train pieces", highlight=False)
+        head = tr.get("head_refit")
+        if head:  # scripts/refit_head.py
+            from ..data.codec import P_CODEC_NAMES
+
+            console.print(f"output rows {', '.join(P_CODEC_NAMES[r] for r in head['rows'])} refitted by least squares "
+                          f"on the frozen network of {head.get('from')} ({head.get('notes')} notes drawn)", highlight=False)
         w, tau = sampling_settings(config)
         prior = config["task"].get("prior", "none")
         console.print(f"sampling defaults: guidance w = {w:g}, temperature {tau:g}"
