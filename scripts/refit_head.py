@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="the model name recorded in the config (default: the source's + '-head')")
     args = ap.parse_args()
     rows = [int(r) for r in args.rows.split(",")]
+    if not rows or any(not 0 <= r < len(P_CODEC_NAMES) for r in rows) or len(set(rows)) < len(rows):
+        raise DexterError(f"--rows: distinct p_codec rows in 0..{len(P_CODEC_NAMES) - 1}, got {args.rows}")
     expr, source_config = load_expression(str(args.checkpoint))
     store = CodecStore(args.data)
     if list(store.meta["s_codec_names"]) != list(source_config["codec"]["s_codec_names"]):

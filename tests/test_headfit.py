@@ -83,5 +83,9 @@ def test_refit_script_writes_a_loadable_checkpoint(checkpoint, tmp_path, monkeyp
     assert config["codec"] == before_config["codec"] and config["model"] == before_config["model"]
     assert torch.equal(state["out.weight"][:2], before["out.weight"][:2])
     assert not torch.equal(state["out.weight"][2:], before["out.weight"][2:])
+    monkeypatch.setattr(sys, "argv", ["refit_head.py", str(checkpoint), str(tmp_path / "bad"), "--rows", "2,5"])
+    with pytest.raises(DexterError, match="--rows"):  # refused before any drawing
+        runpy.run_path(str(ROOT / "scripts" / "refit_head.py"), run_name="__main__")
+    assert not (tmp_path / "bad").exists()
     code, said, _ = cli(["render", "--info", "--checkpoint", str(out)])  # render names the refit
     assert code == 0 and "model tiny-head" in said and "timing, articulation_log, pedal refitted" in said
