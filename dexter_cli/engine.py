@@ -107,6 +107,16 @@ class Expression:
     # training ---------------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
         """DExter's loss on one batch (random t, noise and condition dropout from ``generator``)."""
+        d = self.training_draw(batch, generator, device)
+        out = self.denoise(d["x_t"], d["t"], d["cond"])
+        return diffusion_loss(out, d["x0"], d["x_t"], d["noise"], d["ab"], d["cond"]["mask"], self.prediction,
+                              self.recon_weight)
+
+    def training_draw(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
+        """One draw of the training distribution for a batch: the step ``t``, the conditions ``cond``
+        after dropout, the clean residual ``x0`` = p - mu(s), the ``noise`` (the source for transfer),
+        ``ab`` = alpha_bar_t and the noised ``x_t``; every random number from ``generator``, in a fixed
+        order (the loss, and the output-layer refit of :mod:`dexter_cli.headfit`, see the same draws)."""
         batch = {k: v.to(device) for k, v in batch.items()}
         B, C = batch["p_codec"].shape[0], batch["c_codec"].shape[-1]
         t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)
@@ -125,8 +135,7 @@ class Expression:
             noise = torch.randn(x0.shape, generator=generator).to(device)
         ab = self.schedule.ab(t).to(device=device, dtype=x0.dtype)
         x_t = self.schedule.q_sample(x0, t, noise)
-        out = self.denoise(x_t, t, cond)
-        return diffusion_loss(out, x0, x_t, noise, ab, cond["mask"], self.prediction, self.recon_weight)
+        return {"t": t, "cond": cond, "x0": x0, "noise": noise, "ab": ab, "x_t": x_t}
 
     # sampling ---------------------------------------------------------------
     @torch.inference_mode()

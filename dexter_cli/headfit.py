@@ -88,7 +88,7 @@ def normal_equations(expr: Expression, segments: SegmentSet, *, passes: int = 1,
         raise DexterError("no segments to refit the output layer on")
     if expr.target != "gen_noise":
         raise DexterError("the output layer refit supports gen_noise models only")
-    model, norm, sched = expr.model, expr.norm, expr.schedule
+    model = expr.model
     model.eval()
     C, D = model.out.in_channels, model.out.out_channels
     A = torch.zeros(C + 1, C + 1, dtype=torch.float64)
@@ -103,22 +103,11 @@ def normal_equations(expr: Expression, segments: SegmentSet, *, passes: int = 1,
         for p in range(passes):
             order = torch.randperm(len(segments), generator=g).numpy()
             for k, a in enumerate(range(0, len(order), batch_size)):
-                batch = segments.batch(order[a:a + batch_size])
-                n, n_c = batch["p_codec"].shape[0], batch["c_codec"].shape[-1]
-                # the draws of Expression.loss, in its order
-                t = torch.randint(0, sched.T, (n,), generator=g)
-                drop_s = torch.rand(n, generator=g) < expr.cond_drop
-                drop_c = torch.rand(n, n_c, generator=g) < expr.cond_drop
-                drop_c |= torch.rand(n, 1, generator=g) < expr.cond_drop_all
-                drop_c = drop_c | ~norm.c_active[None]
                 with torch.no_grad():
-                    cond = expr.conditions(batch, drop_s, drop_c)
-                    x0 = norm.encode_p(batch["p_codec"].float()) - expr.prior(cond["s"], cond["mask"])
-                    noise = torch.randn(x0.shape, generator=g)
-                    ab = sched.ab(t).to(dtype=x0.dtype)
-                    out = expr.denoise(sched.q_sample(x0, t, noise), t, cond)
-                    y = training_target(expr.prediction, x0, noise, ab)
-                m = cond["mask"].bool()
+                    d = expr.training_draw(segments.batch(order[a:a + batch_size]), g)  # as the loss draws
+                    out = expr.denoise(d["x_t"], d["t"], d["cond"])
+                    y = training_target(expr.prediction, d["x0"], d["noise"], d["ab"])
+                m = d["cond"]["mask"].bool()
                 phi = feats["phi"].transpose(1, 2)[m]  # (notes, C)
                 X = torch.cat([phi, torch.ones(len(phi), 1)], 1).double()
                 Y, O = y[m].double(), out[m].double()
@@ -144,6 +133,12 @@ def solve_output_layer(eq: NormalEquations, ridge: float = 1e-3) -> tuple[torch.
     return W[:-1].T.contiguous(), W[-1].contiguous()
 
 
+def check_rows(rows: Sequence[int], p_dim: int, what: str = "rows to refit") -> None:
+    """Raise a DexterError (naming ``what``) unless ``rows`` are distinct output rows in 0..p_dim - 1."""
+    if not rows or any(not 0 <= r < p_dim for r in rows) or len(set(rows)) < len(rows):
+        raise DexterError(f"{what} must be distinct p_codec rows in 0..{p_dim - 1}, got {list(rows)}")
+
+
 def with_output_rows(state: dict[str, torch.Tensor], rows: Sequence[int], weight: torch.Tensor,
                      bias: torch.Tensor) -> dict[str, torch.Tensor]:
     """A copy of a model state whose output layer has ``rows`` from (weight, bias) and its other
@@ -152,11 +147,9 @@ def with_output_rows(state: dict[str, torch.Tensor], rows: Sequence[int], weight
     Raises
     ------
     DexterError
-        A row outside the output layer.
+        A row outside the output layer, or a row given twice.
     """
-    D = state["out.bias"].shape[0]
-    if not rows or any(not 0 <= r < D for r in rows):
-        raise DexterError(f"rows to refit must be in 0..{D - 1}, got {list(rows)}")
+    check_rows(rows, state["out.bias"].shape[0])
     new = {k: v.clone() for k, v in state.items()}
     for r in rows:
         new["out.weight"][r, :, 0] = weight[r]
@@ -164,4 +157,4 @@ def with_output_rows(state: dict[str, torch.Tensor], rows: Sequence[int], weight
     return new
 
 
-__all__ = ["NormalEquations", "normal_equations", "output_layer", "solve_output_layer", "with_output_rows"]
+__all__ = ["NormalEquations", "check_rows", "normal_equations", "output_layer", "solve_output_layer", "with_output_rows"]

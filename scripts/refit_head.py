@@ -20,13 +20,13 @@ import copy
 import time
 from pathlib import Path
 
-from dexter_cli.checkpoint import export_inference, load_inference
+from dexter_cli.checkpoint import export_inference
 from dexter_cli.data.codec import P_CODEC_NAMES
 from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.data.store import CodecStore
 from dexter_cli.engine import load_expression
 from dexter_cli.errors import DexterError
-from dexter_cli.headfit import normal_equations, output_layer, solve_output_layer, with_output_rows
+from dexter_cli.headfit import check_rows, normal_equations, output_layer, solve_output_layer, with_output_rows
 
 
 def main() -> None:
@@ -41,8 +41,7 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="the model name recorded in the config (default: the source's + '-head')")
     args = ap.parse_args()
     rows = [int(r) for r in args.rows.split(",")]
-    if not rows or any(not 0 <= r < len(P_CODEC_NAMES) for r in rows) or len(set(rows)) < len(rows):
-        raise DexterError(f"--rows: distinct p_codec rows in 0..{len(P_CODEC_NAMES) - 1}, got {args.rows}")
+    check_rows(rows, len(P_CODEC_NAMES), "--rows")  # before the long draw
     expr, source_config = load_expression(str(args.checkpoint))
     store = CodecStore(args.data)
     if list(store.meta["s_codec_names"]) != list(source_config["codec"]["s_codec_names"]):
@@ -66,8 +65,8 @@ def main() -> None:
         mse = (f"valid MSE {float(valid.mse(*old)[r]):.4f} -> {float(valid.mse(new_w, new_b)[r]):.4f}"
                if valid is not None else "no valid segments")
         print(f"{name:18s} slope {float(eq.slope()[r]):.3f}  {mse}{'' if r in rows else ' (kept)'}")
-    state, config = load_inference(args.checkpoint)
-    config = copy.deepcopy(config)
+    state = expr.model.state_dict()  # the checkpoint's tensors, as loaded (with_output_rows copies them)
+    config = copy.deepcopy(source_config)
     facts = config.setdefault("training", {})
     source = facts.get("name", str(args.checkpoint))
     facts.update({"name": args.name or f"{source}-head", "head_refit": {
