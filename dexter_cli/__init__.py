@@ -36,3 +36,5 @@ DEFAULT_GUIDANCE = 2.0
 # Scale of the initial noise x_T of the tempo and velocity curves: 1 samples the model's distribution;
 # below 1 gives readings nearer its mean (higher curve correlation, less variety between seeds).
 DEFAULT_TEMPERATURE = 1.0
+# Denoising steps of DPM-Solver++ (engine.sampling_steps); other samplers always take this many.
+DEFAULT_STEPS = 20

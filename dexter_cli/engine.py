@@ -244,6 +244,28 @@ def sampling_settings(config: dict, guidance: float | None = None,
     return w, tau
 
 
+def sampling_steps(config: dict, sampler: str = "dpm++", steps: int | None = None) -> int:
+    """Denoising steps to sample a checkpoint with: those given, else the DPM-Solver++ steps
+    recorded with the model (``config["sampling"]["steps"]``, judged on the valid split when it was
+    bundled), else the package's ``DEFAULT_STEPS``. A recorded count applies to ``dpm++`` only: it
+    was judged with that sampler, and DDIM needs more steps for the same quality.
+
+    Raises
+    ------
+    DexterError
+        Fewer than one step.
+    """
+    from . import DEFAULT_STEPS
+    from .errors import DexterError
+
+    recorded = config.get("sampling", {}).get("steps")
+    if steps is None:
+        steps = int(recorded) if recorded is not None and sampler == "dpm++" else DEFAULT_STEPS
+    if steps < 1:
+        raise DexterError(f"--steps must be at least 1, got {steps}")
+    return int(steps)
+
+
 def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     """Load an inference checkpoint (the bundled default model when ``checkpoint`` is None).
 

@@ -98,7 +98,7 @@ def _worker_run(k: int):
 
 def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint: Path | None = None,
                    split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
-                   sampler: str = "dpm++", steps: int = 20, seed: int = 0, guidance: float | None = None, overlap: float = 0.5,
+                   sampler: str = "dpm++", steps: int | None = None, seed: int = 0, guidance: float | None = None, overlap: float = 0.5,
                    temperature: float | None = None, samples: int = 1, workers: int = 1,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.

@@ -81,7 +81,7 @@ def _render(
     *,
     checkpoint: Path | None = None,
     sampler: str = "dpm++",
-    steps: int = 20,
+    steps: int | None = None,
     guidance: float | None = None,
     seed: int = 0,
     controls: list[str] | None = None,
@@ -103,11 +103,11 @@ def _render(
     from .data.scores import load_score, score_features
     from .diffusion import get_sampler
     from .diffusion.windows import WindowedDenoiser
-    from .engine import load_expression, sampling_settings
+    from .engine import load_expression, sampling_settings, sampling_steps
 
     if num_samples < 1:
         raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
-    if steps < 1:
+    if steps is not None and steps < 1:  # before the model loads; a recorded count is checked below
         raise DexterError(f"--steps must be at least 1, got {steps}")
     if not 0.0 < strength <= 1.0:
         raise DexterError(f"--strength must be in (0, 1], got {strength}")
@@ -118,6 +118,7 @@ def _render(
     t0 = time.perf_counter()
     expr, config = loaded if loaded is not None else load_expression(checkpoint)
     guidance, temperature = sampling_settings(config, guidance, temperature)  # checks the temperature
+    steps = sampling_steps(config, sampler, steps)
     c_names = list(C_CODEC_NAMES)
     ctrl = parse_controls(controls or [], c_names)
     timings["load_model"] = time.perf_counter() - t0
@@ -215,7 +216,7 @@ def render_score(
     *,
     checkpoint: Path | None = None,
     sampler: str = "dpm++",
-    steps: int = 20,
+    steps: int | None = None,
     guidance: float | None = None,
     seed: int = 0,
     controls: list[str] | None = None,
@@ -242,8 +243,9 @@ def render_score(
     checkpoint : Path, optional
         Inference checkpoint folder (default: the bundled model).
     sampler, steps, guidance, seed
-        Sampling settings; the same seed gives the same output. ``guidance`` None: the
-        model's recorded default (:func:`dexter_cli.engine.sampling_settings`).
+        Sampling settings; the same seed gives the same output. ``steps`` or ``guidance``
+        None: the model's recorded default (:func:`dexter_cli.engine.sampling_steps`,
+        :func:`dexter_cli.engine.sampling_settings`).
     controls : list of str
         ``NAME=VALUE`` in training standard deviations; others stay free.
     num_samples : int

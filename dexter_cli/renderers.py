@@ -94,7 +94,7 @@ class DexterRenderer:
     metrics per piece, which takes most of the seed-to-seed noise out of a comparison.
     """
 
-    def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int = 20, seed: int = 0,
+    def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int | None = None, seed: int = 0,
                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
                  samples: int = 1):
         from .engine import load_expression
@@ -149,7 +149,7 @@ class ExternalRenderer:
         return Performance(enc.p_codec, enc.mask)
 
 
-def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int, seed: int,
+def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int | None, seed: int,
                   guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
                   samples: int = 1):
     """A renderer from ``dexter``, ``deadpan``, ``linear``, ``linear-context`` or ``external:DIR``."""

@@ -58,7 +58,7 @@ def movement(source: np.ndarray, target: np.ndarray, result: np.ndarray, mask: n
 
 
 def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, limit: int | None = 16,
-             batch_size: int = 8, sampler: str = "dpm++", steps: int = 20, guidance: float | None = None, seed: int = 0,
+             batch_size: int = 8, sampler: str = "dpm++", steps: int | None = None, guidance: float | None = None, seed: int = 0,
              temperature: float | None = None, transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
              animate: bool = False, progress: Progress | None = None) -> TestReport:
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
@@ -66,7 +66,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     from .data.dataset import PairSet, SegmentSet
     from .data.decode import decode_performance, save_midi
     from .data.store import CodecStore
-    from .engine import load_expression, sampling_settings
+    from .engine import load_expression, sampling_settings, sampling_steps
     from .fileio import write_json
     from .metrics import segment_curve_scores
     from .plots import plot_segment
@@ -75,6 +75,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     store = CodecStore(store_path)
     expr, config = load_expression(checkpoint)
     guidance, temperature = sampling_settings(config, guidance, temperature)
+    steps = sampling_steps(config, sampler, steps)
     for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
         if store.meta[key] != config["codec"][key]:
             raise DexterError(f"the checkpoint and the store differ in {key}")

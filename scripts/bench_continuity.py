@@ -1,7 +1,7 @@
 """Whole-piece continuity: jumps of log tempo and velocity at window edges vs inside windows.
 
     python scripts/bench_continuity.py --checkpoint DIR [--scores a.musicxml,b.musicxml] [--overlaps 0,0.25,0.5]
-        [--steps 20] [--temperature T]
+        [--steps S] [--temperature T]
 
 overlap 0 renders independent windows (the original DExter's fixed segments); larger overlaps
 reconcile the windows at every step. Prints, per overlap, the mean jumps (edge / inside; a ratio
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--scores", default=None)
     ap.add_argument("--overlaps", default="0,0.25,0.5")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="default: the model's")
     ap.add_argument("--temperature", type=float, default=None, help="default: the model's")
     args = ap.parse_args()
     root = Path(os.environ.get("DEXTER_DATASETS", "../shared/datasets"))

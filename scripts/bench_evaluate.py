@@ -4,7 +4,7 @@
                                      [--no-ddpm] [--out artifacts/bench_evaluate]
 
 Columns: the human-to-human (leave-one-out) reference; the default model with its default
-sampler (DPM-Solver++, 20 steps) at seed 0 and at seed 1 (their difference is the
+sampler (DPM-Solver++ at the model's recorded steps, 20 when none) at seed 0 and at seed 1 (their difference is the
 seed-to-seed noise that any sampler comparison must be read against); the same model with
 the paper's 1000-step ancestral sampler (DDPM); deadpan; the linear reference. Writes
 ``table.md`` and ``results.json`` under ``--out`` and prints the table.
@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from dexter_cli.engine import load_expression, sampling_steps
 from dexter_cli.evaluate import METRICS
 from dexter_cli.evaluation import evaluate_store
 from dexter_cli.fileio import write_text
@@ -39,16 +40,17 @@ def main() -> int:
     a = ap.parse_args()
 
     common = dict(checkpoint=a.checkpoint, split="test", limit=a.limit, workers=a.workers)
+    steps = sampling_steps(load_expression(a.checkpoint)[1])  # the label of the default sampler's columns
     columns, seconds = {}, {}
     t = time.perf_counter()
     rep = evaluate_store(a.data, ["dexter", "deadpan", "linear"], seed=0, **common)
-    seconds["dpm++ 20 (+deadpan, linear)"] = time.perf_counter() - t
+    seconds[f"dpm++ {steps} (+deadpan, linear)"] = time.perf_counter() - t
     columns["human (LOO)"] = rep.summary["human"]
-    columns["dexter dpm++20 s0"] = rep.summary["dexter"]
+    columns[f"dexter dpm++{steps} s0"] = rep.summary["dexter"]
     rest = {"deadpan": rep.summary["deadpan"], "linear": rep.summary["linear"]}
     t = time.perf_counter()
-    columns["dexter dpm++20 s1"] = evaluate_store(a.data, ["dexter"], seed=1, **common).summary["dexter"]
-    seconds["dpm++ 20 seed 1"] = time.perf_counter() - t
+    columns[f"dexter dpm++{steps} s1"] = evaluate_store(a.data, ["dexter"], seed=1, **common).summary["dexter"]
+    seconds[f"dpm++ {steps} seed 1"] = time.perf_counter() - t
     if not a.no_ddpm:
         t = time.perf_counter()
         columns["dexter ddpm1000 s0"] = evaluate_store(a.data, ["dexter"], seed=0, sampler="ddpm", steps=1000,

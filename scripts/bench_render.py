@@ -46,20 +46,21 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sampler", default="dpm++")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="default: the model's")
     ap.add_argument("--baseline", action="store_true")
     args = ap.parse_args()
     runs = [one(args.score, args.checkpoint, args.sampler, args.steps) for _ in range(args.runs)]
     keys = ("wall", "import_s", "load_model", "parse", "sample", "write", "peak_mb")
     med = {k: statistics.median(r[k] for r in runs) for k in keys}
-    print(f"{runs[0]['notes']} notes, {args.sampler} {args.steps} steps, {args.runs} runs (medians):")
+    label = f"{args.steps} steps" if args.steps else "the model's default steps"
+    print(f"{runs[0]['notes']} notes, {args.sampler} {label}, {args.runs} runs (medians):")
     print("  " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
     out = {"notes": runs[0]["notes"], "sampler": args.sampler, "steps": args.steps, "median": med, "runs": runs}
     if args.baseline:
         base = one(args.score, args.checkpoint, "ddpm", 1000)
         out["ddpm_1000"] = base
         print(f"  DDPM 1000 steps: wall {base['wall']:.1f} s, sample {base['sample']:.1f} s "
-              f"({base['sample'] / med['sample']:.0f}x the sampling time of {args.sampler} {args.steps})")
+              f"({base['sample'] / med['sample']:.0f}x the sampling time of {args.sampler}, {label})")
     print(json.dumps(out))
 
 

@@ -1,7 +1,7 @@
 """Ship a trained checkpoint as the bundled default model (dexter_cli/assets/default).
 
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v1] [--hardware "..."]
-                                   [--fact KEY=VALUE ...] [--guidance W] [--temperature T]
+                                   [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
 the checkpoint config, and the sampling defaults chosen for it on the valid split
@@ -29,6 +29,7 @@ def main() -> None:
                     help="KEY=VALUE recorded in the config's training facts (VALUE parsed as JSON when it is JSON)")
     ap.add_argument("--guidance", type=float, default=None, help="the model's default guidance weight w")
     ap.add_argument("--temperature", type=float, default=None, help="the model's default temperature")
+    ap.add_argument("--steps", type=int, default=None, help="the model's default DPM-Solver++ steps")
     args = ap.parse_args()
     state, config = load_inference(Path(args.checkpoint))
     run_dir = Path(args.checkpoint).parents[1]
@@ -39,7 +40,8 @@ def main() -> None:
             config["training"][key] = json.loads(value)
         except json.JSONDecodeError:
             config["training"][key] = value
-    sampling = {k: v for k, v in (("guidance", args.guidance), ("temperature", args.temperature)) if v is not None}
+    sampling = {k: v for k, v in (("guidance", args.guidance), ("temperature", args.temperature), ("steps", args.steps))
+                if v is not None}
     if sampling:
         config["sampling"] = {**config.get("sampling", {}), **sampling}
     for k in ("format", "sha256"):

@@ -88,6 +88,31 @@ def test_sampling_defaults_recorded_with_the_model_apply_unless_overridden(check
         sampling_settings({}, None, 2.5)
 
 
+def test_recorded_steps_apply_to_dpmpp_unless_overridden(checkpoint, score, tmp_path):
+    from dexter_cli.checkpoint import export_inference, load_inference
+    from dexter_cli.engine import sampling_steps
+
+    state, config = load_inference(checkpoint)
+    config["sampling"] = {"steps": 3}
+    for k in ("format", "sha256"):
+        config.pop(k, None)
+    export_inference(tmp_path / "ck", state, config)
+    seen = []
+
+    def progress(stage, done, total):
+        if stage == "sample" and done == 0:
+            seen.append(total)
+
+    a = render_score(score, tmp_path / "a.mid", checkpoint=tmp_path / "ck", seed=1, progress=progress)
+    b = render_score(score, tmp_path / "b.mid", checkpoint=tmp_path / "ck", seed=1, steps=3)
+    render_score(score, tmp_path / "c.mid", checkpoint=tmp_path / "ck", seed=1, steps=2, progress=progress)
+    assert seen == [3, 2] and np.array_equal(a.p_codec, b.p_codec)
+    assert sampling_steps(config, "ddim") == 20 and sampling_steps({}, "dpm++") == 20  # judged with dpm++ only
+    for bad in ({"sampling": {"steps": 0}}, {}):
+        with pytest.raises(DexterError, match="--steps"):
+            sampling_steps(bad, "dpm++", None if bad else 0)
+
+
 def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
     res = render_score(score, tmp_path / "o.mid", checkpoint=checkpoint, steps=4, num_samples=3,
                        save_codec=tmp_path / "c.npz", plot=tmp_path / "p.png", controls=["loudness=1"])

@@ -19,7 +19,7 @@ def evaluate(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes over pieces."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many pieces."),
     sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
-    steps: int = typer.Option(20, "--steps", help="Its steps."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Its steps [default: the model's for dpm++, 20 otherwise]."),
     seed: int = typer.Option(0, "--seed", help="Its seed."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w [default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),

@@ -15,7 +15,7 @@ def render(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output MIDI, or the output folder for a folder of scores [default: <score>.performance.mid]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: the bundled model]."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm (ddpm: all T steps, the paper's)."),
-    steps: int = typer.Option(20, "--steps", help="Denoising steps (dpm++/ddim)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (dpm++/ddim) [default: the model's for dpm++, see --info; 20 otherwise]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) [default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale of the tempo and velocity curves, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
@@ -84,7 +84,7 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     from rich.table import Table
 
     from ..data.codec import C_DESCRIPTIONS
-    from ..engine import load_expression, sampling_settings
+    from ..engine import load_expression, sampling_settings, sampling_steps
 
     expr, config = load_expression(checkpoint)
     tr = config.get("training", {})
@@ -104,7 +104,7 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
                           f"on the frozen network of {head.get('from')} ({head.get('notes')} notes drawn)", highlight=False)
         w, tau = sampling_settings(config)
         prior = config["task"].get("prior", "none")
-        console.print(f"sampling defaults: guidance w = {w:g}, temperature {tau:g}"
+        console.print(f"sampling defaults: {sampling_steps(config)} DPM-Solver++ steps, guidance w = {w:g}, temperature {tau:g}"
                       + (f"; prior mean: {prior}" if prior != "none" else ""), highlight=False)
         return
     stats = config["codec"]["stats"]

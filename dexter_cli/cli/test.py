@@ -16,7 +16,7 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
     limit: Optional[int] = typer.Option(16, "--limit", help="At most this many test segments (0: all)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments sampled together."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm."),
-    steps: int = typer.Option(20, "--steps", help="Denoising steps."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps [default: the model's for dpm++, 20 otherwise]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight [default: the model's]."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature) [default: the model's]."),
