@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 
 from dexter_cli.checkpoint import export_inference, load_inference
-from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression
+from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression, sampling_settings, sampling_steps
 
 
 def main() -> None:
@@ -44,6 +44,8 @@ def main() -> None:
                 if v is not None}
     if sampling:
         config["sampling"] = {**config.get("sampling", {}), **sampling}
+    sampling_settings(config)  # a bad recorded default fails here, before the bundled model is replaced
+    sampling_steps(config)
     for k in ("format", "sha256"):
         config.pop(k, None)
     export_inference(DEFAULT_CHECKPOINT, state, config)

@@ -107,10 +107,12 @@ def test_recorded_steps_apply_to_dpmpp_unless_overridden(checkpoint, score, tmp_
     b = render_score(score, tmp_path / "b.mid", checkpoint=tmp_path / "ck", seed=1, steps=3)
     render_score(score, tmp_path / "c.mid", checkpoint=tmp_path / "ck", seed=1, steps=2, progress=progress)
     assert seen == [3, 2] and np.array_equal(a.p_codec, b.p_codec)
-    assert sampling_steps(config, "ddim") == 20 and sampling_steps({}, "dpm++") == 20  # judged with dpm++ only
-    for bad in ({"sampling": {"steps": 0}}, {}):
-        with pytest.raises(DexterError, match="--steps"):
-            sampling_steps(bad, "dpm++", None if bad else 0)
+    assert sampling_steps(config, "ddim") == 20  # the recorded count was judged with dpm++ only
+    assert sampling_steps({}, "dpm++") == 20  # nothing recorded: the package's default
+    with pytest.raises(DexterError, match="--steps"):
+        sampling_steps({"sampling": {"steps": 0}})  # a bad recorded count
+    with pytest.raises(DexterError, match="--steps"):
+        sampling_steps({}, "dpm++", 0)
 
 
 def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
