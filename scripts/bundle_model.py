@@ -1,6 +1,6 @@
 """Ship a trained checkpoint as the bundled default model (dexter_cli/assets/default).
 
-    python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v1] [--hardware "..."]
+    python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v12] [--hardware "..."]
                                    [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression, sampling_sett
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
-    ap.add_argument("--name", default="dexter-default-v1")
-    ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU, 2 cores")
+    ap.add_argument("--name", default=None, help="default: the name the checkpoint records (a training checkpoint has none)")
+    ap.add_argument("--hardware", default=None, help="default: what the checkpoint records, else this machine")
     ap.add_argument("--fact", action="append", default=[],
                     help="KEY=VALUE recorded in the config's training facts (VALUE parsed as JSON when it is JSON)")
     ap.add_argument("--guidance", type=float, default=None, help="the model's default guidance weight w")
@@ -32,8 +33,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="the model's default DPM-Solver++ steps")
     args = ap.parse_args()
     state, config = load_inference(Path(args.checkpoint))
-    run_dir = Path(args.checkpoint).parents[1]
-    config["training"].update({"name": args.name, "hardware": args.hardware, "run_dir": str(run_dir)})
+    facts = config["training"]
+    # a checkpoint bundled or refitted before keeps its facts unless told otherwise
+    facts["name"] = args.name or facts.get("name")
+    if not facts["name"]:
+        ap.error("the checkpoint records no model name: give --name")
+    facts["hardware"] = (args.hardware or facts.get("hardware")
+                         or f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores")
+    facts.setdefault("run_dir", str(Path(args.checkpoint).parents[1]))
     for item in args.fact:
         key, _, value = item.partition("=")
         try:
@@ -51,7 +58,7 @@ def main() -> None:
     export_inference(DEFAULT_CHECKPOINT, state, config)
     expr, cfg = load_expression(None)
     size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir())
-    print(f"bundled {args.name}: step {cfg['training']['step']}, sampling defaults {cfg.get('sampling', {})}, "
+    print(f"bundled {facts['name']}: step {cfg['training']['step']}, sampling defaults {cfg.get('sampling', {})}, "
           f"{size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
 
 
