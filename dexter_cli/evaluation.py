@@ -35,6 +35,7 @@ class EvaluationReport:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     ratios: dict = field(default_factory=dict)  # renderer -> ratios_to_human(...)
+    settings: dict = field(default_factory=dict)  # what was evaluated: split, and each model renderer's sampling
 
 
 def _with_features(piece: Piece, perf: Performance, problems: list[str], who: str) -> Performance:
@@ -133,7 +134,8 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
     made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples)
             for spec in renderers}
-    report = EvaluationReport()
+    report = EvaluationReport(settings={"split": None if pieces_list else split, "pieces": len(pieces),
+                                        **{spec: r.settings() for spec, r in made.items() if hasattr(r, "settings")}})
     results: list = [None] * len(pieces)
     if workers > 1 and len(pieces) > 1:
         for piece in pieces:
@@ -279,7 +281,7 @@ def write_report(report: EvaluationReport, out: Path) -> list[Path]:
     payload = {"summary": {r: {k: clean(v) for k, v in d.items()} for r, d in report.summary.items()},
                "per_piece": [{k: clean(v) for k, v in row.items()} for row in report.per_piece],
                "ratios": {r: {m: {k: clean(v) for k, v in d.items()} for m, d in x.items()} for r, x in report.ratios.items()},
-               "problems": report.problems, "seconds": report.seconds}
+               "problems": report.problems, "seconds": report.seconds, "settings": report.settings}
     write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["piece", "renderer", "n_humans", *METRICS], lineterminator="\n")

@@ -105,6 +105,16 @@ class DexterRenderer:
         self.temperature, self.samples = temperature, samples
         self.loaded = load_expression(checkpoint)  # once, not per piece
 
+    def settings(self) -> dict:
+        """What this renderer samples with, defaults resolved (the model's recorded ones included)."""
+        from .engine import sampling_settings, sampling_steps
+
+        config = self.loaded[1]
+        w, tau = sampling_settings(config, self.guidance, self.temperature)
+        return {"model": config.get("training", {}).get("name"), "sampler": self.sampler,
+                "steps": sampling_steps(config, self.sampler, self.steps), "guidance": w, "temperature": tau,
+                "seed": self.seed, "overlap": self.overlap, "samples": self.samples}
+
     def __call__(self, piece: Piece) -> Performance | list[Performance]:
         from .render import render_piece_codec
 

@@ -107,6 +107,7 @@ def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart,
     data = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert set(data["summary"]) == {"human", "deadpan", "linear"}
     assert set(data["ratios"]) == {"deadpan", "linear"}  # like-for-like ratios (empty with under two pieces)
+    assert data["settings"] == {"split": "test", "pieces": report.settings["pieces"]}  # no model renderer
     # partitura's performance features: deadpan plays every chord together and never pedals
     assert s["deadpan"]["async_delta_dev"] > s["human"]["async_delta_dev"]
     assert s["deadpan"]["pedal_onset_r"] == 0.0 and s["human"]["pedal_onset_r"] > 0.0
@@ -204,6 +205,14 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
         perf.features = performance_features(piece.score, perf.p_codec, perf.mask)
         rows.append(score_against_humans(piece.onset_beat, perf, piece.humans, level))
     assert rows[0]["velocity_r"] != pytest.approx(rows[1]["velocity_r"])  # the samples differ
+    # the report records what was sampled, the model's defaults resolved
+    from dexter_cli.engine import load_expression, sampling_settings
+
+    config = load_expression(checkpoint)[1]
+    w, tau = sampling_settings(config)
+    assert report.settings["dexter"] == {"model": config["training"].get("name"), "sampler": "dpm++", "steps": 2,
+                                         "guidance": w, "temperature": tau, "seed": 0, "overlap": 0.5, "samples": 3}
+    assert report.settings["split"] == "train" and report.settings["pieces"] == 1
     for k in METRICS:
         vals = [r[k] for r in rows if np.isfinite(r[k])]
         assert row[k] == pytest.approx(np.mean(vals) if vals else np.nan, nan_ok=True), k

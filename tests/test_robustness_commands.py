@@ -90,6 +90,8 @@ def test_evaluate_skips_each_bad_score_and_evaluates_the_rest(good_tree, checkpo
     assert code == 0, err
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert {r["piece"] for r in results["per_piece"]} == {"xml_score (xml_score.musicxml)"}
+    assert results["settings"]["split"] is None and results["settings"]["dexter"]["steps"] == 2
+    assert "dpm++ 2 steps" in " ".join(out.split())  # what the model renderer sampled with (rich may wrap)
     problems = results["problems"]
     for case in cases:
         name = BAD_SCORES[case][0]

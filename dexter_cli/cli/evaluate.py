@@ -61,6 +61,12 @@ def evaluate(
             parts = [f"{m} {r['ratio']:.3f}x [{r['low']:.2f}, {r['high']:.2f}]" for m, r in ratios.items()]
             console.print(f"{name} / human, like for like over the {n} pieces with a human-to-human value "
                           f"(95 % bootstrap over pieces): " + ", ".join(parts), highlight=False)
+    for name in names:
+        st = report.settings.get(name)
+        if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
+            console.print(f"{name}: {st['model'] or 'unnamed model'}, {st['sampler']} {st['steps']} steps, w {st['guidance']:g}, "
+                          f"temperature {st['temperature']:g}, seed {st['seed']}, {st['samples']} sample(s) per piece",
+                          highlight=False)
     for p in report.problems:
         console.print(f"[yellow]note:[/] {p}", highlight=False)
     console.print(f"wrote {len(files)} files to {out} in {report.seconds:.0f} s", highlight=False)
