@@ -141,7 +141,8 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         metrics["transfer_movement"] = float(np.nanmean(moved))
         metrics["sample_steps_frac"] = sample_steps_frac
     report.metrics, report.segments = metrics, n
-    write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **metrics})
+    sampling = {"sampler": sampler, "steps": steps, "guidance": guidance, "temperature": temperature, "seed": seed}
+    write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **sampling, **metrics})
     report.files.append(out / "metrics.json")
     report.seconds = time.perf_counter() - t0
     return report

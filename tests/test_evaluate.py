@@ -167,6 +167,8 @@ def test_dexter_test_and_transfer_movement(vienna, tmp_path):
     rep = run_test(vienna, tmp_path / "s", checkpoint=tmp_path / "g/checkpoints/last", limit=3, steps=3)
     assert rep.segments == 3 and {"tempo_r", "velocity_r", "mse_norm_velocity"} <= set(rep.metrics)
     assert len(list((tmp_path / "s").glob("*_pred.mid"))) == 3 and len(list((tmp_path / "s").glob("*_label.mid"))) == 3
+    written = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert written["steps"] == 3 and written["sampler"] == "dpm++" and written["seed"] == 0  # what was sampled
     train(load_config(None, tiny + [f"run_dir={tmp_path / 't'}", "task.target=transfer"]))
     rep = run_test(vienna, tmp_path / "x", checkpoint=tmp_path / "t/checkpoints/last", limit=2, steps=3,
                    transfer=True, sample_steps_frac=0.75)
