@@ -107,8 +107,6 @@ def _render(
 
     if num_samples < 1:
         raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
-    if steps is not None and steps < 1:  # before the model loads; a recorded count is checked below
-        raise DexterError(f"--steps must be at least 1, got {steps}")
     if not 0.0 < strength <= 1.0:
         raise DexterError(f"--strength must be in (0, 1], got {strength}")
     if not 0.0 <= overlap < 1.0:

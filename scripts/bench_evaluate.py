@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-from dexter_cli.engine import load_expression, sampling_steps
 from dexter_cli.evaluate import METRICS
 from dexter_cli.evaluation import evaluate_store
 from dexter_cli.fileio import write_text
@@ -40,10 +39,10 @@ def main() -> int:
     a = ap.parse_args()
 
     common = dict(checkpoint=a.checkpoint, split="test", limit=a.limit, workers=a.workers)
-    steps = sampling_steps(load_expression(a.checkpoint)[1])  # the label of the default sampler's columns
     columns, seconds = {}, {}
     t = time.perf_counter()
     rep = evaluate_store(a.data, ["dexter", "deadpan", "linear"], seed=0, **common)
+    steps = rep.settings["dexter"]["steps"]  # what the default sampler took: the label of its columns
     seconds[f"dpm++ {steps} (+deadpan, linear)"] = time.perf_counter() - t
     columns["human (LOO)"] = rep.summary["human"]
     columns[f"dexter dpm++{steps} s0"] = rep.summary["dexter"]
