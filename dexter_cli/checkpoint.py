@@ -1,8 +1,9 @@
 """Checkpoints: training state for ``--resume`` and inference exports.
 
-Inference export (``<dir>/model.safetensors`` + ``<dir>/config.json``): EMA weights;
-the safetensors metadata holds the same config and a SHA-256 of the tensors, so
-loading never unpickles anything and a damaged file is refused.
+Inference export (``<dir>/model.safetensors`` + ``<dir>/config.json``): EMA weights,
+stored in float32 or (``dtype=torch.float16``, half the size) rounded to float16 and read
+back as float32; the safetensors metadata holds the same config and a SHA-256 of the
+stored tensors, so loading never unpickles anything and a damaged file is refused.
 
 Training state (``<run>/state/``): model, EMA (safetensors), optimiser state
 (``torch.load(weights_only=True)``), step and config. Each is written into a
@@ -74,7 +75,8 @@ def _atomic_dir(directory: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict) -> None:
+def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict, *,
+                     dtype: torch.dtype | None = None) -> None:
     """Write an inference checkpoint (safetensors + config.json) atomically.
 
     Parameters
@@ -86,11 +88,18 @@ def export_inference(directory: Path, state: dict[str, torch.Tensor], config: di
     config : dict
         ``format``, ``model`` (ModelConfig fields), ``codec`` (version, names, stats),
         ``task`` settings and training facts (step, ...).
+    dtype : torch.dtype, optional
+        Store the floating-point tensors in this type (``torch.float16``: half the size;
+        :func:`load_inference` reads them back as float32). Default: as given.
     """
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    config = {**config, "format": FORMAT, "sha256": tensors_sha256(tensors)}
+    if dtype is not None and not dtype.is_floating_point:
+        raise DexterError(f"weights can be stored in a floating-point type only, not {dtype}")
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in state.items()}
+    stored = sorted({str(v.dtype).removeprefix("torch.") for v in tensors.values() if v.is_floating_point()})
+    config = {**config, "format": FORMAT, "weights_dtype": ",".join(stored), "sha256": tensors_sha256(tensors)}
     with _atomic_dir(Path(directory)) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"config": json.dumps(config)})
         write_json(tmp / "config.json", config)
@@ -107,6 +116,7 @@ def load_inference(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     Returns
     -------
     state : dict of tensors
+        Floating-point tensors in float32, however they were stored.
     config : dict
 
     Raises
@@ -135,7 +145,7 @@ def load_inference(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise DexterError(f"checkpoint {file} has format {config.get('format')!r}, expected {FORMAT}")
     if config.get("sha256") != tensors_sha256(state):
         raise DexterError(f"checkpoint {file} fails its checksum: the weights were altered or damaged")
-    return state, config
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, config
 
 
 def save_training_state(directory: Path, *, model: dict, ema: dict, optimizer: dict, step: int,

@@ -2,11 +2,13 @@
 
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v12] [--hardware "..."]
                                    [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
+                                   [--dtype float32|float16]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
 the checkpoint config, and the sampling defaults chosen for it on the valid split
 (``config["sampling"]``: what render, test and evaluate use when not told), verified by loading
-it back.
+it back. ``--dtype float16`` stores the weights rounded to float16 (half the size; they load as float32);
+the default keeps the checkpoint's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import os
 import platform
 from pathlib import Path
+
+import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
 from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression, sampling_settings, sampling_steps
@@ -31,6 +35,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=None, help="the model's default guidance weight w")
     ap.add_argument("--temperature", type=float, default=None, help="the model's default temperature")
     ap.add_argument("--steps", type=int, default=None, help="the model's default DPM-Solver++ steps")
+    ap.add_argument("--dtype", choices=("float32", "float16"), default=None,
+                    help="how the weights are stored (float16: half the size); default: as the checkpoint stores them")
     args = ap.parse_args()
     state, config = load_inference(Path(args.checkpoint))
     facts = config["training"]
@@ -53,12 +59,16 @@ def main() -> None:
         config["sampling"] = {**config.get("sampling", {}), **sampling}
     sampling_settings(config)  # a bad recorded default fails here, before the bundled model is replaced
     sampling_steps(config)
-    for k in ("format", "sha256"):
+    dtype = args.dtype or config.get("weights_dtype", "float32")
+    if dtype not in ("float32", "float16"):
+        ap.error(f"the checkpoint stores its weights as {dtype}: give --dtype float32 or float16")
+    for k in ("format", "sha256", "weights_dtype"):
         config.pop(k, None)
-    export_inference(DEFAULT_CHECKPOINT, state, config)
+    export_inference(DEFAULT_CHECKPOINT, state, config, dtype=getattr(torch, dtype))
     expr, cfg = load_expression(None)
     size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir())
     print(f"bundled {facts['name']}: step {cfg['training']['step']}, sampling defaults {cfg.get('sampling', {})}, "
+          f"weights {cfg['weights_dtype']}, "
           f"{size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
 
 

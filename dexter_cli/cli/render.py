@@ -91,7 +91,8 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     if not list_controls:
         counts = tr.get("counts", {})
         secs = tr.get("train_seconds")
-        console.print(f"model {tr.get('name', checkpoint or 'bundled')}: {config['model']}", highlight=False)
+        console.print(f"model {tr.get('name', checkpoint or 'bundled')}: {config['model']}; weights stored in "
+                      f"{config.get('weights_dtype') or 'float32'}", highlight=False)
         console.print(f"target {config['task'].get('target')}; trained {tr.get('step')} steps"
                       + (f" in {secs / 3600:.1f} h" if secs else "") + (f" on {tr['hardware']}" if tr.get("hardware") else "")
                       + f"; data {tr.get('data')}: {counts.get('performances', '?')} performances, "
