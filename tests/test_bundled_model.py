@@ -25,7 +25,7 @@ def test_cli_renders_partituras_example_with_the_bundled_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(pt.load_performance_midi(str(out)).note_array()) == len(pt.load_score(pt.EXAMPLE_MUSICXML).note_array())
     r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", "--info"], capture_output=True, text=True)
-    assert r.returncode == 0 and "trained" in r.stdout
+    assert r.returncode == 0 and "trained" in r.stdout and "weights stored in float16" in r.stdout
 
 
 def test_bundled_weights_are_small():
