@@ -12,7 +12,8 @@
 # the metrics of each run are tarred into $OUT/NAME.tar.
 #   NAME=MODEL_YAML:LR[:BATCH[:OVERRIDES]]   (BATCH defaults to 128; OVERRIDES: comma-separated
 #   config overrides for that run, e.g. task.prior=mlp,task.prior_alpha=100000,seed=1)
-# Environment: CONFIG, the base config (configs/cpu-small.yaml); SAME_STEPS=1 gives every run the
+# Environment: CONFIG, the base config (configs/cpu-small.yaml); PACK, the packed store
+# (artifacts/store.pack; carry it); SAME_STEPS=1 gives every run the
 # step count of the slowest, so that runs differing in one setting (a seed) compare like for like;
 # STEP_FRACTION (0.85), the share of the measured speed x time left that a schedule is sized to.
 # Measured on an H100 (fp32): the 128x12 model at batch 256 runs 7-7.5 it/s per run with two or four
@@ -25,7 +26,7 @@ start=$(date +%s)
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-python3 scripts/pack_store.py unpack artifacts/store.pack /tmp/store
+python3 scripts/pack_store.py unpack "${PACK:-artifacts/store.pack}" /tmp/store
 common=(--config "${CONFIG:-configs/cpu-small.yaml}" data.path=/tmp/store --quiet)
 parse() {
   name=${1%%=*}; IFS=: read -r model lr batch ovr <<< "${1#*=}"; batch=${batch:-128}
