@@ -103,6 +103,8 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
 
             console.print(f"output rows {', '.join(P_CODEC_NAMES[r] for r in head['rows'])} refitted by least squares "
                           f"on the frozen network of {head.get('from')} ({head.get('notes')} notes drawn)", highlight=False)
+        if tr.get("weights_from"):  # scripts/bundle_model.py --fact weights_from=...
+            console.print(f"weights: {tr['weights_from']}", highlight=False)
         w, tau = sampling_settings(config)
         prior = config["task"].get("prior", "none")
         console.print(f"sampling defaults: {sampling_steps(config)} DPM-Solver++ steps, guidance w = {w:g}, temperature {tau:g}"
