@@ -237,23 +237,24 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], metric: str, *, bo
     Returns
     -------
     dict
-        ``pieces``, ``median`` (of the differences), ``low`` and ``high``, ``better`` (pieces where
-        ``a`` is higher) and ``p_sign`` (one-sided exact sign test that ``a`` is higher more often;
-        ties count against).
+        ``pieces``, ``median`` (of the differences), ``low`` and ``high``, ``mean`` (of the
+        differences: the paired non-inferiority statistic of the selection rules), ``better``
+        (pieces where ``a`` is higher) and ``p_sign`` (one-sided exact sign test that ``a`` is
+        higher more often; ties count against).
     """
     b = {r["piece"]: r[metric] for r in rows_b}
     d = np.array([r[metric] - b[r["piece"]] for r in rows_a
                   if r["piece"] in b and _is_finite(r[metric]) and _is_finite(b[r["piece"]])])
     n = len(d)
     if n == 0:
-        return {"pieces": 0, "median": float("nan"), "low": float("nan"), "high": float("nan"), "better": 0,
-                "p_sign": float("nan")}
+        return {"pieces": 0, "median": float("nan"), "low": float("nan"), "high": float("nan"),
+                "mean": float("nan"), "better": 0, "p_sign": float("nan")}
     idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
     low, high = np.quantile(np.median(d[idx], axis=1), [(1 - level) / 2, (1 + level) / 2])
     k = int((d > 0).sum())
     p_sign = sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n  # P(X >= k), X ~ Bin(n, 1/2)
-    return {"pieces": n, "median": float(np.median(d)), "low": float(low), "high": float(high), "better": k,
-            "p_sign": float(p_sign)}
+    return {"pieces": n, "median": float(np.median(d)), "low": float(low), "high": float(high),
+            "mean": float(d.mean()), "better": k, "p_sign": float(p_sign)}
 
 
 def _finite_stat(values: list[float], stat: Callable = np.median) -> float:

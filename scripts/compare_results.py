@@ -4,7 +4,7 @@
         [--metrics tempo_r,velocity_r]
 
 Per metric: the median over pieces of A minus B with a 95 % bootstrap interval over pieces, the
-pieces where A is higher, and the one-sided sign-test p (``dexter_cli.evaluation.paired_comparison``).
+mean difference, the pieces where A is higher, and the one-sided sign-test p (``dexter_cli.evaluation.paired_comparison``).
 The two files must cover the same pieces (the same store and split); A and B may be one file with
 two renderers (``--renderer-b``).
 """
@@ -36,8 +36,8 @@ def main() -> None:
     a, b = rows(args.a, args.renderer), rows(args.b, args.renderer_b or args.renderer)
     for m in args.metrics.split(","):
         c = paired_comparison(a, b, m)
-        print(f"{m}: A - B median {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], A higher on "
-              f"{c['better']}/{c['pieces']} pieces (one-sided sign p {c['p_sign']:.3f})")
+        print(f"{m}: A - B median {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], mean {c['mean']:+.4f}, "
+              f"A higher on {c['better']}/{c['pieces']} pieces (one-sided sign p {c['p_sign']:.3f})")
 
 
 if __name__ == "__main__":

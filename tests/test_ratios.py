@@ -59,6 +59,7 @@ def test_paired_comparison_sign_test_and_interval():
     assert c["pieces"] == 10 and c["better"] == 8
     assert c["p_sign"] == pytest.approx((45 + 10 + 1) / 1024)  # P(X >= 8), X ~ Bin(10, 1/2)
     assert c["median"] == pytest.approx(0.1) and c["low"] <= c["median"] <= c["high"]
+    assert c["mean"] == pytest.approx((8 * 0.1 - 2 * 0.05) / 10)
     # swapped, the same differences with the sign flipped: A higher on 2, p near 1
     d = paired_comparison(b, a, "velocity_r")
     assert d["better"] == 2 and d["median"] == pytest.approx(-0.1) and d["p_sign"] > 0.98
