@@ -62,14 +62,11 @@ def main() -> None:
     dtype = args.dtype or config.get("weights_dtype", "float32")
     if dtype not in ("float32", "float16"):
         ap.error(f"the checkpoint stores its weights as {dtype}: give --dtype float32 or float16")
-    for k in ("format", "sha256", "weights_dtype"):
-        config.pop(k, None)
-    export_inference(DEFAULT_CHECKPOINT, state, config, dtype=getattr(torch, dtype))
+    export_inference(DEFAULT_CHECKPOINT, state, config, dtype=getattr(torch, dtype))  # writes format, dtype, sha256
     expr, cfg = load_expression(None)
     size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir())
     print(f"bundled {facts['name']}: step {cfg['training']['step']}, sampling defaults {cfg.get('sampling', {})}, "
-          f"weights {cfg['weights_dtype']}, "
-          f"{size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
+          f"weights {cfg['weights_dtype']}, {size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
 
 
 if __name__ == "__main__":
