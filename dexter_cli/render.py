@@ -92,6 +92,7 @@ def _render(
     alignment: Path | None = None,
     strength: float = 0.5,
     temperature: float | None = None,
+    spread: tuple[float, float] | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
     window_offset: int = 0,
@@ -103,7 +104,8 @@ def _render(
     from .data.scores import load_score, score_features
     from .diffusion import get_sampler
     from .diffusion.windows import WindowedDenoiser
-    from .engine import load_expression, sampling_settings, sampling_steps
+    from .engine import load_expression, sampling_settings, sampling_spread, sampling_steps
+    from .spread import widen_curves
 
     if num_samples < 1:
         raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
@@ -117,6 +119,7 @@ def _render(
     expr, config = loaded if loaded is not None else load_expression(checkpoint)
     guidance, temperature = sampling_settings(config, guidance, temperature)  # checks the temperature
     steps = sampling_steps(config, sampler, steps)
+    gains = sampling_spread(config, spread, temperature, from_noise=from_performance is None)
     c_names = list(C_CODEC_NAMES)
     ctrl = parse_controls(controls or [], c_names)
     timings["load_model"] = time.perf_counter() - t0
@@ -158,7 +161,9 @@ def _render(
                     temperature=temperature, callback=cb,
                     wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"),
                                                     offset=window_offset)).numpy()
+    p = widen_curves(p, score.note_array["onset_beat"], *gains)  # the curves' range (spread.py)
     timings["sample"] = time.perf_counter() - t0
+    timings["spread"] = gains
     from .diffusion.windows import window_edges
 
     timings["window_edges"] = window_edges(n, N, stride, window_offset)
@@ -227,6 +232,7 @@ def render_score(
     alignment: Path | None = None,
     strength: float = 0.5,
     temperature: float | None = None,
+    spread: tuple[float, float] | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> RenderResult:
@@ -268,6 +274,11 @@ def render_score(
     temperature : float, optional
         Scale of the initial noise of the tempo and velocity curves (sampling from noise only),
         in [0, 2]: below 1 a reading nearer the model's mean. None: the model's default.
+    spread : (float, float), optional
+        Gains on the tempo and velocity curves' deviations from the piece's means
+        (:mod:`dexter_cli.spread`; 1: the model's own range). None: the model's recorded gains
+        when sampling from noise at its recorded temperature, else 1
+        (:func:`dexter_cli.engine.sampling_spread`).
     progress : callable, optional
         ``progress(stage, done, total)``.
     loaded : tuple, optional
@@ -283,7 +294,8 @@ def render_score(
     score, p, timings = _render(score_path, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                 seed=seed, controls=controls, num_samples=num_samples, unfold=unfold,
                                 overlap=overlap, from_performance=from_performance, alignment=alignment,
-                                strength=strength, temperature=temperature, progress=progress, loaded=loaded)
+                                strength=strength, temperature=temperature, spread=spread, progress=progress,
+                                loaded=loaded)
     from .data.decode import decode_performance, save_midi
 
     K, n = p.shape[0], p.shape[1]

@@ -2,7 +2,7 @@
 
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v12] [--hardware "..."]
                                    [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
-                                   [--dtype float32|float16]
+                                   [--dtype float32|float16] [--spread TEMPO,VELOCITY]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
 the checkpoint config, and the sampling defaults chosen for it on the valid split
@@ -23,6 +23,7 @@ import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
 from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression, sampling_settings, sampling_steps
+from dexter_cli.spread import parse_spread
 
 
 def main() -> None:
@@ -35,6 +36,9 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=None, help="the model's default guidance weight w")
     ap.add_argument("--temperature", type=float, default=None, help="the model's default temperature")
     ap.add_argument("--steps", type=int, default=None, help="the model's default DPM-Solver++ steps")
+    ap.add_argument("--spread", default=None,
+                    help="the model's gains on the tempo and velocity curves' range at its default temperature "
+                         "(dexter_cli/spread.py), TEMPO,VELOCITY; 1,1 records none")
     ap.add_argument("--dtype", choices=("float32", "float16"), default=None,
                     help="how the weights are stored (float16: half the size); default: as the checkpoint stores them")
     args = ap.parse_args()
@@ -57,6 +61,11 @@ def main() -> None:
                 if v is not None}
     if sampling:
         config["sampling"] = {**config.get("sampling", {}), **sampling}
+    if args.spread is not None:
+        tempo, velocity = parse_spread(args.spread)
+        config.setdefault("sampling", {}).pop("spread", None)
+        if (tempo, velocity) != (1.0, 1.0):
+            config["sampling"]["spread"] = {"tempo": tempo, "velocity": velocity}
     sampling_settings(config)  # a bad recorded default fails here, before the bundled model is replaced
     sampling_steps(config)
     dtype = args.dtype or config.get("weights_dtype", "float32")

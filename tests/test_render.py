@@ -88,6 +88,31 @@ def test_sampling_defaults_recorded_with_the_model_apply_unless_overridden(check
         sampling_settings({}, None, 2.5)
 
 
+def test_recorded_spread_applies_at_the_recorded_temperature_only(checkpoint, score, tmp_path, cli):
+    from dexter_cli.checkpoint import export_inference, load_inference
+    from dexter_cli.data.scores import load_score
+    from dexter_cli.spread import widen_curves
+
+    state, config = load_inference(checkpoint)
+    config["sampling"] = {"temperature": 0.5, "spread": {"tempo": 1.0, "velocity": 2.0}}
+    for k in ("format", "sha256"):
+        config.pop(k, None)
+    export_inference(tmp_path / "ck", state, config)
+    ck, onset = tmp_path / "ck", load_score(score, unfold=True).note_array["onset_beat"]
+    a = render_score(score, tmp_path / "a.mid", checkpoint=ck, steps=4, seed=2)
+    own = render_score(score, tmp_path / "b.mid", checkpoint=ck, steps=4, seed=2, spread=(1.0, 1.0))
+    assert not np.allclose(a.p_codec, own.p_codec)
+    assert np.allclose(a.p_codec, widen_curves(own.p_codec, onset, 1.0, 2.0), atol=1e-6)
+    # another temperature: the recorded gains were not measured for it, so the model's own range
+    c = render_score(score, tmp_path / "c.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0)
+    d = render_score(score, tmp_path / "d.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0, spread=(1.0, 1.0))
+    assert np.array_equal(c.p_codec, d.p_codec)
+    code, _, err = cli(["render", str(score), "-o", str(tmp_path / "e.mid"), "--checkpoint", str(ck), "--spread", "9"])
+    assert code != 0 and "--spread" in err and not (tmp_path / "e.mid").exists()
+    code, out, _ = cli(["render", "--info", "--checkpoint", str(ck)])
+    assert code == 0 and "velocity x2" in out
+
+
 def test_recorded_steps_apply_to_dpmpp_unless_overridden(checkpoint, score, tmp_path):
     from dexter_cli.checkpoint import export_inference, load_inference
     from dexter_cli.engine import sampling_steps

@@ -24,6 +24,7 @@ def evaluate(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w [default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Its initial noise scale (as dexter render --temperature) [default: the model's]."),
+    spread: Optional[str] = typer.Option(None, "--spread", help="Its gains on the curves' range (as dexter render --spread) [default: the model's]."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -37,12 +38,14 @@ def evaluate(
     from ..evaluate import METRICS
     from ..evaluation import evaluate_store, write_report
 
+    from ..spread import parse_spread
+
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
                                 sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
                                 temperature=temperature, samples=samples, workers=workers,
-                                progress=progress)
+                                spread=parse_spread(spread) if spread is not None else None, progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
     scope = pieces.name if pieces else f"{split} split of {data}"
@@ -65,7 +68,8 @@ def evaluate(
         st = report.settings.get(name)
         if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
             console.print(f"{name}: {st['model'] or 'unnamed model'}, {st['sampler']} {st['steps']} steps, w {st['guidance']:g}, "
-                          f"temperature {st['temperature']:g}, seed {st['seed']}, {st['samples']} sample(s) per piece",
+                          f"temperature {st['temperature']:g}, curve spread {st['spread'][0]:g}/{st['spread'][1]:g} (tempo/velocity), "
+                          f"seed {st['seed']}, {st['samples']} sample(s) per piece",
                           highlight=False)
     for p in report.problems:
         console.print(f"[yellow]note:[/] {p}", highlight=False)

@@ -19,6 +19,7 @@ def render(
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) [default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale of the tempo and velocity curves, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
+    spread: Optional[str] = typer.Option(None, "--spread", help="Gain on the range of the tempo and velocity curves about the piece's means: G for both, or TEMPO,VELOCITY; 1 = the model's own range [default: the model's, with its default temperature; see --info]."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
@@ -45,6 +46,9 @@ def render(
         return
     if score is None:
         raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
+    from ..spread import parse_spread
+
+    gains = parse_spread(spread) if spread is not None else None
     if score.is_dir():
         if save_codec or plot or from_:
             raise DexterError("--save-codec, --plot and --from take one score, not a folder")
@@ -53,7 +57,8 @@ def render(
         with stage_progress(quiet) as progress:
             res = render_batch(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                seed=seed, controls=list(control or []), num_samples=num_samples,
-                               unfold=not as_written, overlap=overlap, temperature=temperature, progress=progress)
+                               unfold=not as_written, overlap=overlap, temperature=temperature, spread=gains,
+                               progress=progress)
         for path, why in res.skipped:
             console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
         if not quiet:
@@ -72,7 +77,7 @@ def render(
         res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                            seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written, overlap=overlap,
                            save_codec=save_codec, plot=plot, from_performance=from_, alignment=alignment,
-                           strength=strength, temperature=temperature, progress=progress)
+                           strength=strength, temperature=temperature, spread=gains, progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
@@ -84,7 +89,7 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     from rich.table import Table
 
     from ..data.codec import C_DESCRIPTIONS
-    from ..engine import load_expression, sampling_settings, sampling_steps
+    from ..engine import load_expression, sampling_settings, sampling_spread, sampling_steps
 
     expr, config = load_expression(checkpoint)
     tr = config.get("training", {})
@@ -109,6 +114,10 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
         prior = config["task"].get("prior", "none")
         console.print(f"sampling defaults: {sampling_steps(config)} DPM-Solver++ steps, guidance w = {w:g}, temperature {tau:g}"
                       + (f"; prior mean: {prior}" if prior != "none" else ""), highlight=False)
+        g_tempo, g_vel = sampling_spread(config, None, tau)
+        if (g_tempo, g_vel) != (1.0, 1.0):
+            console.print(f"curve spread at temperature {tau:g}: tempo x{g_tempo:g}, velocity x{g_vel:g} about the piece's "
+                          f"means (--spread 1: the model's own range)", highlight=False)
         return
     stats = config["codec"]["stats"]
     table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")
