@@ -371,7 +371,7 @@ def render_batch(
         ``progress("scores", done, total)``.
     **kwargs
         Sampling settings of :func:`render_score` (sampler, steps, guidance, seed,
-        controls, num_samples, unfold, overlap, temperature).
+        controls, num_samples, unfold, overlap, temperature, spread).
 
     Returns
     -------

@@ -37,15 +37,15 @@ def evaluate(
 
     from ..evaluate import METRICS
     from ..evaluation import evaluate_store, write_report
-
     from ..spread import parse_spread
 
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
+    gains = parse_spread(spread) if spread is not None else None  # a bad value fails before any work
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
                                 sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
                                 temperature=temperature, samples=samples, workers=workers,
-                                spread=parse_spread(spread) if spread is not None else None, progress=progress)
+                                spread=gains, progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
     scope = pieces.name if pieces else f"{split} split of {data}"
