@@ -36,6 +36,7 @@ class EvaluationReport:
     seconds: float = 0.0
     ratios: dict = field(default_factory=dict)  # renderer -> ratios_to_human(...)
     settings: dict = field(default_factory=dict)  # what was evaluated: split, and each model renderer's sampling
+    paired: dict = field(default_factory=dict)  # renderer -> reference -> metric -> paired_comparison(...)
 
 
 def _with_features(piece: Piece, perf: Performance, problems: list[str], who: str) -> Performance:
@@ -168,6 +169,7 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         report.summary[name] = {k: _nanmedian([r[k] for r in rows]) for k in METRICS}
         report.summary[name]["pieces"] = sum(1 for r in rows if np.isfinite(r["velocity_r"]))
     report.ratios = {name: ratios_to_human(report.per_piece, name) for name in made}
+    report.paired = against_references(report.per_piece, list(made))
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -221,6 +223,31 @@ def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ..
         h, d = float(np.median(human)), float(np.median(model))
         out[m] = {"pieces": len(pairs), "human": h, "model": d, "ratio": d / h if h > 0 else float("nan"),
                   "low": float(low), "high": float(high)}
+    return out
+
+
+REFERENCES = ("deadpan", "linear")  # the issue's quality bar: clearly above deadpan and above the linear reference
+
+
+def against_references(per_piece: list[dict], renderers: list[str],
+                       metrics: tuple[str, ...] = ("tempo_r", "velocity_r")) -> dict[str, dict]:
+    """Every renderer against the references evaluated with it, piece by piece (:func:`paired_comparison`).
+
+    A reference is compared with the references before it in ``REFERENCES`` only (linear against
+    deadpan), and nothing with itself.
+
+    Returns
+    -------
+    dict
+        ``{renderer: {reference: {metric: paired_comparison(...)}}}``.
+    """
+    rows = {name: [r for r in per_piece if r["renderer"] == name] for name in renderers}
+    out: dict = {}
+    for name in renderers:
+        refs = [ref for ref in REFERENCES if ref in rows and ref != name
+                and (name not in REFERENCES or REFERENCES.index(ref) < REFERENCES.index(name))]
+        if refs:
+            out[name] = {ref: {m: paired_comparison(rows[name], rows[ref], m) for m in metrics} for ref in refs}
     return out
 
 
@@ -286,6 +313,8 @@ def write_report(report: EvaluationReport, out: Path) -> list[Path]:
     payload = {"summary": {r: {k: clean(v) for k, v in d.items()} for r, d in report.summary.items()},
                "per_piece": [{k: clean(v) for k, v in row.items()} for row in report.per_piece],
                "ratios": {r: {m: {k: clean(v) for k, v in d.items()} for m, d in x.items()} for r, x in report.ratios.items()},
+               "paired": {r: {ref: {m: {k: clean(v) for k, v in d.items()} for m, d in x.items()} for ref, x in y.items()}
+                          for r, y in report.paired.items()},
                "problems": report.problems, "seconds": report.seconds, "settings": report.settings}
     write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     buf = io.StringIO()

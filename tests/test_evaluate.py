@@ -108,6 +108,14 @@ def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart,
     assert set(data["summary"]) == {"human", "deadpan", "linear"}
     assert set(data["ratios"]) == {"deadpan", "linear"}  # like-for-like ratios (empty with under two pieces)
     assert data["settings"] == {"split": "test", "pieces": report.settings["pieces"]}  # no model renderer
+    # the quality bar piece by piece: linear against deadpan (deadpan against nothing, nothing against itself)
+    assert set(data["paired"]) == {"linear"} and set(data["paired"]["linear"]) == {"deadpan"}
+    lin_v = {r["piece"]: r["velocity_r"] for r in report.per_piece if r["renderer"] == "linear"}
+    dead_v = {r["piece"]: r["velocity_r"] for r in report.per_piece if r["renderer"] == "deadpan"}
+    diffs = [lin_v[k] - dead_v[k] for k in lin_v if np.isfinite(lin_v[k]) and np.isfinite(dead_v[k])]
+    got = data["paired"]["linear"]["deadpan"]["velocity_r"]
+    assert got["pieces"] == len(diffs) and got["better"] == sum(d > 0 for d in diffs)
+    assert got["median"] == pytest.approx(float(np.median(diffs)))
     # partitura's performance features: deadpan plays every chord together and never pedals
     assert s["deadpan"]["async_delta_dev"] > s["human"]["async_delta_dev"]
     assert s["deadpan"]["pedal_onset_r"] == 0.0 and s["human"]["pedal_onset_r"] > 0.0

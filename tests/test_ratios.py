@@ -68,3 +68,17 @@ def test_paired_comparison_sign_test_and_interval():
     a[0]["velocity_r"] = float("nan")
     assert paired_comparison(a, b, "velocity_r")["pieces"] == 9
     assert np.isnan(paired_comparison(a, [{"piece": "zz", "velocity_r": 0.1}], "velocity_r")["median"])
+
+
+def test_every_renderer_is_compared_with_the_references_evaluated_with_it():
+    from dexter_cli.evaluation import against_references
+
+    rows = [{"piece": f"p{k}", "renderer": name, "tempo_r": t, "velocity_r": v}
+            for k in range(6) for name, t, v in (("deadpan", 0.0, 0.0), ("linear", 0.1, 0.3 + 0.01 * k),
+                                                  ("dexter", 0.2, 0.35 if k < 4 else 0.2))]
+    out = against_references(rows, ["dexter", "deadpan", "linear"])
+    assert set(out) == {"dexter", "linear"} and set(out["dexter"]) == {"deadpan", "linear"}
+    assert set(out["linear"]) == {"deadpan"}  # a reference against the ones before it, never itself
+    v = out["dexter"]["linear"]["velocity_r"]
+    assert v["pieces"] == 6 and v["better"] == 4 and out["dexter"]["linear"]["tempo_r"]["better"] == 6
+    assert against_references(rows, ["dexter"]) == {}  # no reference evaluated: nothing to compare with

@@ -64,6 +64,13 @@ def evaluate(
             parts = [f"{m} {r['ratio']:.3f}x [{r['low']:.2f}, {r['high']:.2f}]" for m, r in ratios.items()]
             console.print(f"{name} / human, like for like over the {n} pieces with a human-to-human value "
                           f"(95 % bootstrap over pieces): " + ", ".join(parts), highlight=False)
+    for name, refs in report.paired.items():
+        for ref, by_metric in refs.items():
+            parts = [f"{m} {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], higher on {c['better']} of {c['pieces']} "
+                     f"(sign p {c['p_sign']:.3f})" for m, c in by_metric.items() if c["pieces"]]
+            if parts:
+                console.print(f"{name} - {ref}, piece by piece (median difference, 95 % bootstrap): " + "; ".join(parts),
+                              highlight=False)
     for name in names:
         st = report.settings.get(name)
         if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
