@@ -12,9 +12,11 @@ Beyond the curves: partitura's performance features per note (``Performance.feat
 computed by ``data.perf_features``): asynchrony delta and pitch correlation, the
 articulation key-overlap ratio, the pedal value at onsets, each compared by the
 deviation of means (``_dev``), the KL divergence (``_kl``) and per-note correlation
-(``_r``); and dynamics features: the agreement of the velocity curve with the score's
+(``_r``); dynamics features: the agreement of the velocity curve with the score's
 dynamics markings (Spearman r between marked level and velocity per onset) and the
-tempo-velocity correlation of the performance, with their deviation from the human's.
+tempo-velocity correlation of the performance, with their deviation from the human's; and the
+voicing of chords (each note's velocity less its onset's mean, over onsets of two or more notes):
+its per-note r, the deviation of its mean size, and its KL.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ NOTE_METRICS = ("timing_kl", "articulation_kl", "pedal_kl")
 FEATURE_METRICS = ("async_delta_dev", "async_delta_kl", "async_delta_r", "async_pitch_cor_dev", "async_pitch_cor_kl",
                    "kor_dev", "kor_kl", "kor_r", "pedal_onset_dev", "pedal_onset_kl", "pedal_onset_r")
 DYNAMICS_METRICS = ("dyn_agreement", "dyn_agreement_dev", "tempo_vel_r", "tempo_vel_dev")
-METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS
+VOICING_METRICS = ("voicing_r", "voicing_dev", "voicing_kl")
+METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS + VOICING_METRICS
 DYN_LEVELS = ("dyn_ppp", "dyn_pp", "dyn_p", "dyn_mp", "dyn_mf", "dyn_f", "dyn_ff", "dyn_fff")  # softest first
 TEMPO_CLIP = 4.0  # per-onset tempo kept within [median / 4, median * 4]
 
@@ -60,6 +63,17 @@ def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray,
         med = np.nanmedian(tempo)
         tempo = np.clip(tempo, med / TEMPO_CLIP, med * TEMPO_CLIP)
     return tempo, velocity
+
+
+def voicing(onset_beat: np.ndarray, perf: Performance) -> np.ndarray:
+    """Each played note's velocity (MIDI) less the mean of its onset's played notes: the voicing of a
+    chord (the melody above the accompaniment); NaN for unplayed notes and notes played alone."""
+    _, group = np.unique(onset_beat, return_inverse=True)
+    m = perf.mask.astype(bool)
+    v = perf.p_codec[:, 1].astype(np.float64) * 127
+    cnt = np.bincount(group[m], minlength=group.max() + 1)
+    mean = np.bincount(group[m], weights=v[m], minlength=group.max() + 1) / np.maximum(cnt, 1)
+    return np.where(m & (cnt[group] > 1), v - mean[group], np.nan)
 
 
 def kl_divergence(p_values: np.ndarray, q_values: np.ndarray, bins: int = 32) -> float:
@@ -111,6 +125,12 @@ def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance,
                 out[f"{name}_kl"] = kl_divergence(b[fb], a[fa])
             if f"{name}_r" in out:
                 out[f"{name}_r"] = _flat_aware_r(a, b)
+    a, b = voicing(onset_beat, pred), voicing(onset_beat, ref)
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() >= 3:  # which notes of a chord stand out, and by how much (MIDI)
+        out["voicing_r"] = _flat_aware_r(a[both], b[both], if_b_flat=float("nan"))
+        out["voicing_dev"] = float(abs(np.mean(np.abs(a[both])) - np.mean(np.abs(b[both]))))
+        out["voicing_kl"] = kl_divergence(b[both], a[both])
     for key, mine, theirs in (("dyn_agreement", marking_agreement(v_p, dyn_level), marking_agreement(v_r, dyn_level)),
                               ("tempo_vel", tempo_velocity_r(t_p, v_p), tempo_velocity_r(t_r, v_r))):
         out[key if key == "dyn_agreement" else f"{key}_r"] = mine  # the performance's own value

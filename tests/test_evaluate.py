@@ -45,8 +45,25 @@ def test_a_human_against_itself_is_perfect(mozart):
     m = compare(mozart.onset_beat, h, h)
     assert m["tempo_r"] == pytest.approx(1.0) and m["velocity_r"] == pytest.approx(1.0)
     assert m["tempo_dev"] == 0 and m["velocity_dev"] == 0
-    for k in ("tempo_kl", "velocity_kl", "timing_kl", "articulation_kl", "pedal_kl"):
+    for k in ("tempo_kl", "velocity_kl", "timing_kl", "articulation_kl", "pedal_kl", "voicing_kl"):
         assert m[k] == pytest.approx(0.0, abs=1e-12)
+    assert m["voicing_r"] == pytest.approx(1.0) and m["voicing_dev"] == 0
+
+
+def test_voicing_is_each_notes_velocity_less_its_onsets_mean():
+    from dexter_cli.evaluate import voicing
+
+    onset = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 2.0])
+    p = np.zeros((6, 5), dtype=np.float32)
+    p[:, 1] = np.array([90, 60, 60, 70, 50, 80]) / 127
+    mask = np.array([True, True, True, True, True, False])
+    v = voicing(onset, Performance(p, mask))
+    # a chord of three: the top note 20 above the mean; a lone note and a chord with one note played: no voicing
+    assert np.allclose(v[:3], [20, -10, -10], atol=1e-4) and np.isnan(v[3:]).all()
+    louder = p.copy()
+    louder[:3, 1] = np.array([110, 50, 50]) / 127  # the same voicing, twice as wide
+    other = compare(onset, Performance(louder, mask), Performance(p, mask))
+    assert other["voicing_r"] == pytest.approx(1.0) and other["voicing_dev"] == pytest.approx(80 / 3 - 40 / 3, abs=1e-3)
 
 
 def test_performance_features_of_a_human_against_itself_are_perfect(mozart):
@@ -120,6 +137,7 @@ def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart,
     assert s["deadpan"]["async_delta_dev"] > s["human"]["async_delta_dev"]
     assert s["deadpan"]["pedal_onset_r"] == 0.0 and s["human"]["pedal_onset_r"] > 0.0
     assert s["deadpan"]["tempo_vel_r"] == 0.0 and np.isfinite(s["human"]["tempo_vel_r"])
+    assert s["deadpan"]["voicing_r"] == 0.0 and s["human"]["voicing_r"] > 0.0  # every chord even: no voicing
     # two processes give the same numbers as one
     again = evaluate_store(vienna, ["deadpan", "linear"], split="test", workers=2)
     for r in ("human", "deadpan", "linear"):
@@ -221,7 +239,7 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
     config = load_expression(checkpoint)[1]
     w, tau = sampling_settings(config)
     assert report.settings["dexter"] == {"model": config["training"].get("name"), "sampler": "dpm++", "steps": 2,
-                                         "guidance": w, "temperature": tau, "spread": [1.0, 1.0], "seed": 0,
+                                         "guidance": w, "temperature": tau, "spread": [1.0, 1.0, 1.0], "seed": 0,
                                          "overlap": 0.5, "samples": 3}  # this checkpoint records no spread
     assert report.settings["split"] == "train" and report.settings["pieces"] == 1
     for k in METRICS:
