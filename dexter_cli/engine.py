@@ -244,20 +244,20 @@ def sampling_settings(config: dict, guidance: float | None = None,
     return w, tau
 
 
-def sampling_spread(config: dict, spread: tuple[float, float] | None, temperature: float,
-                    from_noise: bool = True) -> tuple[float, float]:
-    """The (tempo, velocity) gains on the rendered curves' range (:mod:`dexter_cli.spread`): those
-    given, else the model's recorded ones (``config["sampling"]["spread"]``) when it samples from
-    noise at its recorded temperature (the range they restore is what that temperature narrows),
-    else (1, 1): the model's own range.
+def sampling_spread(config: dict, spread: tuple[float, float, float] | None, temperature: float,
+                    from_noise: bool = True) -> tuple[float, float, float]:
+    """The (tempo, velocity, voicing) gains on the rendered curves' range (:mod:`dexter_cli.spread`):
+    those given, else the model's recorded ones (``config["sampling"]["spread"]``) when it samples
+    from noise at its recorded temperature (the range they restore is what that temperature
+    narrows), else (1, 1, 1): the model's own range.
     """
     if spread is not None:
-        return float(spread[0]), float(spread[1])
+        return float(spread[0]), float(spread[1]), float(spread[2])
     recorded = config.get("sampling", {})
     gains = recorded.get("spread")
     if gains is None or not from_noise or temperature != float(recorded.get("temperature", -1.0)):
-        return 1.0, 1.0
-    return float(gains["tempo"]), float(gains["velocity"])
+        return 1.0, 1.0, 1.0
+    return float(gains.get("tempo", 1.0)), float(gains.get("velocity", 1.0)), float(gains.get("voicing", 1.0))
 
 
 def sampling_steps(config: dict, sampler: str = "dpm++", steps: int | None = None) -> int:

@@ -92,7 +92,7 @@ def _render(
     alignment: Path | None = None,
     strength: float = 0.5,
     temperature: float | None = None,
-    spread: tuple[float, float] | None = None,
+    spread: tuple[float, float, float] | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
     window_offset: int = 0,
@@ -232,7 +232,7 @@ def render_score(
     alignment: Path | None = None,
     strength: float = 0.5,
     temperature: float | None = None,
-    spread: tuple[float, float] | None = None,
+    spread: tuple[float, float, float] | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> RenderResult:
@@ -274,9 +274,9 @@ def render_score(
     temperature : float, optional
         Scale of the initial noise of the tempo and velocity curves (sampling from noise only),
         in [0, 2]: below 1 a reading nearer the model's mean. None: the model's default.
-    spread : (float, float), optional
-        Gains on the tempo and velocity curves' deviations from the piece's means
-        (:mod:`dexter_cli.spread`; 1: the model's own range). None: the model's recorded gains
+    spread : (float, float, float), optional
+        Gains on the tempo and velocity curves' deviations from the piece's means and on the
+        voicing of chords (:mod:`dexter_cli.spread`; 1: the model's own range). None: the model's recorded gains
         when sampling from noise at its recorded temperature, else 1
         (:func:`dexter_cli.engine.sampling_spread`).
     progress : callable, optional

@@ -96,7 +96,7 @@ class DexterRenderer:
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int | None = None, seed: int = 0,
                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
-                 samples: int = 1, spread: tuple[float, float] | None = None):
+                 samples: int = 1, spread: tuple[float, float, float] | None = None):
         from .engine import load_expression
 
         if samples < 1:
@@ -162,7 +162,7 @@ class ExternalRenderer:
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int | None, seed: int,
                   guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
-                  samples: int = 1, spread: tuple[float, float] | None = None):
+                  samples: int = 1, spread: tuple[float, float, float] | None = None):
     """A renderer from ``dexter``, ``deadpan``, ``linear``, ``linear-context`` or ``external:DIR``."""
     if spec == "dexter":
         return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples, spread)

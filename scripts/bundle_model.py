@@ -2,7 +2,7 @@
 
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v12] [--hardware "..."]
                                    [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
-                                   [--dtype float32|float16] [--spread TEMPO,VELOCITY]
+                                   [--dtype float32|float16] [--spread TEMPO,VELOCITY[,VOICING]]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
 the checkpoint config, and the sampling defaults chosen for it on the valid split
@@ -37,8 +37,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=None, help="the model's default temperature")
     ap.add_argument("--steps", type=int, default=None, help="the model's default DPM-Solver++ steps")
     ap.add_argument("--spread", default=None,
-                    help="the model's gains on the tempo and velocity curves' range at its default temperature "
-                         "(dexter_cli/spread.py), TEMPO,VELOCITY; 1,1 records none")
+                    help="the model's gains on the tempo and velocity curves' range and on the voicing at its default "
+                         "temperature (dexter_cli/spread.py), TEMPO,VELOCITY[,VOICING]; 1 records none")
     ap.add_argument("--dtype", choices=("float32", "float16"), default=None,
                     help="how the weights are stored (float16: half the size); default: as the checkpoint stores them")
     args = ap.parse_args()
@@ -62,10 +62,10 @@ def main() -> None:
     if sampling:
         config["sampling"] = {**config.get("sampling", {}), **sampling}
     if args.spread is not None:
-        tempo, velocity = parse_spread(args.spread)
+        tempo, velocity, voicing = parse_spread(args.spread)
         config.setdefault("sampling", {}).pop("spread", None)
-        if (tempo, velocity) != (1.0, 1.0):
-            config["sampling"]["spread"] = {"tempo": tempo, "velocity": velocity}
+        if (tempo, velocity, voicing) != (1.0, 1.0, 1.0):
+            config["sampling"]["spread"] = {"tempo": tempo, "velocity": velocity, "voicing": voicing}
     sampling_settings(config)  # a bad recorded default fails here, before the bundled model is replaced
     sampling_steps(config)
     dtype = args.dtype or config.get("weights_dtype", "float32")

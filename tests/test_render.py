@@ -100,12 +100,12 @@ def test_recorded_spread_applies_at_the_recorded_temperature_only(checkpoint, sc
     export_inference(tmp_path / "ck", state, config)
     ck, onset = tmp_path / "ck", load_score(score, unfold=True).note_array["onset_beat"]
     a = render_score(score, tmp_path / "a.mid", checkpoint=ck, steps=4, seed=2)
-    own = render_score(score, tmp_path / "b.mid", checkpoint=ck, steps=4, seed=2, spread=(1.0, 1.0))
+    own = render_score(score, tmp_path / "b.mid", checkpoint=ck, steps=4, seed=2, spread=(1.0, 1.0, 1.0))
     assert not np.allclose(a.p_codec, own.p_codec)
     assert np.allclose(a.p_codec, widen_curves(own.p_codec, onset, 1.0, 2.0), atol=1e-6)
     # another temperature: the recorded gains were not measured for it, so the model's own range
     c = render_score(score, tmp_path / "c.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0)
-    d = render_score(score, tmp_path / "d.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0, spread=(1.0, 1.0))
+    d = render_score(score, tmp_path / "d.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0, spread=(1.0, 1.0, 1.0))
     assert np.array_equal(c.p_codec, d.p_codec)
     code, _, err = cli(["render", str(score), "-o", str(tmp_path / "e.mid"), "--checkpoint", str(ck), "--spread", "9"])
     assert code != 0 and "--spread" in err and not (tmp_path / "e.mid").exists()

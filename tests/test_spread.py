@@ -51,14 +51,32 @@ def test_widening_clips_velocities_to_midi_and_takes_a_batch():
 
 
 def test_parse_spread_and_the_recorded_default():
-    assert parse_spread("2") == (2.0, 2.0)
-    assert parse_spread("1, 2.1") == (1.0, 2.1)
-    for bad in ("x", "1,2,3", "-1", "9", "nan"):
+    assert parse_spread("2") == (2.0, 2.0, 2.0)
+    assert parse_spread("1, 2.1") == (1.0, 2.1, 1.0)
+    assert parse_spread("1,2.1,1.6") == (1.0, 2.1, 1.6)
+    for bad in ("x", "1,2,3,4", "-1", "9", "nan"):
         with pytest.raises(DexterError, match="--spread"):
             parse_spread(bad)
-    config = {"sampling": {"temperature": 0.1, "spread": {"tempo": 1.0, "velocity": 2.1}}}
-    assert sampling_spread(config, None, 0.1) == (1.0, 2.1)  # the recorded gains, at the recorded temperature
-    assert sampling_spread(config, None, 1.0) == (1.0, 1.0)  # another temperature: the model's own range
-    assert sampling_spread(config, None, 0.1, from_noise=False) == (1.0, 1.0)  # a re-rendered performance
-    assert sampling_spread(config, (3.0, 0.5), 1.0) == (3.0, 0.5)  # what is asked wins
-    assert sampling_spread({}, None, 0.1) == (1.0, 1.0)  # a model with none recorded
+    config = {"sampling": {"temperature": 0.1, "spread": {"tempo": 1.0, "velocity": 2.1, "voicing": 1.6}}}
+    assert sampling_spread(config, None, 0.1) == (1.0, 2.1, 1.6)  # the recorded gains, at the recorded temperature
+    assert sampling_spread(config, None, 1.0) == (1.0, 1.0, 1.0)  # another temperature: the model's own range
+    assert sampling_spread(config, None, 0.1, from_noise=False) == (1.0, 1.0, 1.0)  # a re-rendered performance
+    assert sampling_spread(config, (3.0, 0.5, 2.0), 1.0) == (3.0, 0.5, 2.0)  # what is asked wins
+    assert sampling_spread({}, None, 0.1) == (1.0, 1.0, 1.0)  # a model with none recorded
+    old = {"sampling": {"temperature": 0.1, "spread": {"tempo": 1.0, "velocity": 2.1}}}  # recorded before voicing
+    assert sampling_spread(old, None, 0.1) == (1.0, 2.1, 1.0)
+
+
+def test_voicing_gain_widens_chords_and_leaves_the_curves():
+    from dexter_cli.evaluate import voicing
+
+    onset, p = _codec(np.random.default_rng(2))
+    q = widen_curves(p, onset, voicing=1.6)
+    mask = np.ones(len(p), bool)
+    a, b = voicing(onset, Performance(p, mask)), voicing(onset, Performance(q, mask))
+    ok = np.isfinite(a)
+    assert ok.sum() > 20 and np.allclose(b[ok], 1.6 * a[ok], atol=1e-3)
+    (t0, v0), (t1, v1) = (onset_curves(onset, Performance(x, mask)) for x in (p, q))
+    assert np.allclose(v0, v1, atol=1e-3) and np.array_equal(t0, t1)  # the onsets' means stay
+    both = widen_curves(p, onset, velocity=2.0, voicing=1.6)  # the two gains compose
+    assert np.allclose(both, widen_curves(widen_curves(p, onset, velocity=2.0), onset, voicing=1.6), atol=1e-6)

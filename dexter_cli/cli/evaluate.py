@@ -24,7 +24,7 @@ def evaluate(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w [default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Its initial noise scale (as dexter render --temperature) [default: the model's]."),
-    spread: Optional[str] = typer.Option(None, "--spread", help="Its gains on the curves' range (as dexter render --spread) [default: the model's]."),
+    spread: Optional[str] = typer.Option(None, "--spread", help="Its gains on the curves' range and the voicing (as dexter render --spread) [default: the model's]."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -75,7 +75,7 @@ def evaluate(
         st = report.settings.get(name)
         if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
             console.print(f"{name}: {st['model'] or 'unnamed model'}, {st['sampler']} {st['steps']} steps, w {st['guidance']:g}, "
-                          f"temperature {st['temperature']:g}, curve spread {st['spread'][0]:g}/{st['spread'][1]:g} (tempo/velocity), "
+                          f"temperature {st['temperature']:g}, spread {'/'.join(f'{g:g}' for g in st['spread'])} (tempo/velocity/voicing), "
                           f"seed {st['seed']}, {st['samples']} sample(s) per piece",
                           highlight=False)
     for p in report.problems:

@@ -19,7 +19,7 @@ def render(
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) [default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale of the tempo and velocity curves, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
-    spread: Optional[str] = typer.Option(None, "--spread", help="Gain on the range of the tempo and velocity curves about the piece's means: G for both, or TEMPO,VELOCITY; 1 = the model's own range [default: the model's, with its default temperature; see --info]."),
+    spread: Optional[str] = typer.Option(None, "--spread", help="Gains on the range of the tempo and velocity curves about the piece's means and on the voicing of chords: G for all, or TEMPO,VELOCITY[,VOICING]; 1 = the model's own range [default: the model's, with its default temperature; see --info]."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
@@ -114,10 +114,10 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
         prior = config["task"].get("prior", "none")
         console.print(f"sampling defaults: {sampling_steps(config)} DPM-Solver++ steps, guidance w = {w:g}, temperature {tau:g}"
                       + (f"; prior mean: {prior}" if prior != "none" else ""), highlight=False)
-        g_tempo, g_vel = sampling_spread(config, None, tau)
-        if (g_tempo, g_vel) != (1.0, 1.0):
+        g_tempo, g_vel, g_voice = sampling_spread(config, None, tau)
+        if (g_tempo, g_vel, g_voice) != (1.0, 1.0, 1.0):
             console.print(f"curve spread at temperature {tau:g}: tempo x{g_tempo:g}, velocity x{g_vel:g} about the piece's "
-                          f"means (--spread 1: the model's own range)", highlight=False)
+                          f"means, voicing x{g_voice:g} (--spread 1: the model's own range)", highlight=False)
         return
     stats = config["codec"]["stats"]
     table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")
