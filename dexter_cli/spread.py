@@ -1,4 +1,4 @@
-"""The spread of the rendered curves: a gain on the tempo and velocity curves' deviations.
+"""The spread of the rendered curves: gains on the tempo and velocity curves' deviations and the voicing.
 
 At a low temperature a sample lies near the model's mean reading: its tempo and velocity curves
 have the humans' shape (their r) but a fraction of their range (the bundled model at T 0.1: about
@@ -9,8 +9,8 @@ the range back:
 
 with c(o) the curve at score onset o as ``dexter evaluate`` reads it: the mean velocity (MIDI) of
 the onset's notes, and the log tempo 60 / (mean beat period) of the onset's notes. Every note moves
-with its onset, so the voicing of a chord and the note-level rows (timing, articulation, pedal) stay
-as sampled. Being affine in c, the gain leaves a curve's correlation with any other curve exactly as
+with its onset, so the voicing of a chord (unless its own gain says otherwise) and the note-level
+rows (timing, articulation, pedal) stay as sampled. Being affine in c, the gain leaves a curve's correlation with any other curve exactly as
 it was (up to velocities clipped to the MIDI range): it changes the range, not the shape.
 
 The voicing of a chord, each note's velocity less its onset's mean, is narrowed by the temperature
