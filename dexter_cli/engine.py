@@ -253,9 +253,8 @@ def sampling_spread(config: dict, spread: tuple[float, float, float] | None, tem
     """
     if spread is not None:
         return float(spread[0]), float(spread[1]), float(spread[2])
-    recorded = config.get("sampling", {})
-    gains = recorded.get("spread")
-    if gains is None or not from_noise or temperature != float(recorded.get("temperature", -1.0)):
+    gains = config.get("sampling", {}).get("spread")
+    if gains is None or not from_noise or temperature != sampling_settings(config)[1]:
         return 1.0, 1.0, 1.0
     return float(gains.get("tempo", 1.0)), float(gains.get("velocity", 1.0)), float(gains.get("voicing", 1.0))
 

@@ -244,8 +244,8 @@ def against_references(per_piece: list[dict], renderers: list[str],
     rows = {name: [r for r in per_piece if r["renderer"] == name] for name in renderers}
     out: dict = {}
     for name in renderers:
-        refs = [ref for ref in REFERENCES if ref in rows and ref != name
-                and (name not in REFERENCES or REFERENCES.index(ref) < REFERENCES.index(name))]
+        earlier = REFERENCES[:REFERENCES.index(name)] if name in REFERENCES else REFERENCES
+        refs = [ref for ref in earlier if ref in rows]
         if refs:
             out[name] = {ref: {m: paired_comparison(rows[name], rows[ref], m) for m in metrics} for ref in refs}
     return out
@@ -298,6 +298,15 @@ def _nanmedian(values: list[float]) -> float:
     return _finite_stat(values, np.median)
 
 
+def _json_ready(value):
+    """``value`` with every non-finite float (in nested dicts and lists) made None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def write_report(report: EvaluationReport, out: Path) -> list[Path]:
     """``results.json``, ``results.csv`` and the plots into ``out``; returns the files written."""
     import csv
@@ -309,12 +318,8 @@ def write_report(report: EvaluationReport, out: Path) -> list[Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
-    payload = {"summary": {r: {k: clean(v) for k, v in d.items()} for r, d in report.summary.items()},
-               "per_piece": [{k: clean(v) for k, v in row.items()} for row in report.per_piece],
-               "ratios": {r: {m: {k: clean(v) for k, v in d.items()} for m, d in x.items()} for r, x in report.ratios.items()},
-               "paired": {r: {ref: {m: {k: clean(v) for k, v in d.items()} for m, d in x.items()} for ref, x in y.items()}
-                          for r, y in report.paired.items()},
+    payload = {**_json_ready({"summary": report.summary, "per_piece": report.per_piece, "ratios": report.ratios,
+                              "paired": report.paired}),
                "problems": report.problems, "seconds": report.seconds, "settings": report.settings}
     write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     buf = io.StringIO()

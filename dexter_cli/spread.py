@@ -27,15 +27,17 @@ from .errors import DexterError
 MAX_SPREAD = 4.0
 
 
-def parse_spread(text: str) -> tuple[float, float, float]:
+def parse_spread(text: str | None) -> tuple[float, float, float] | None:
     """Gains (tempo, velocity, voicing), each in [0, ``MAX_SPREAD``]: ``G`` (all three),
-    ``TEMPO,VELOCITY`` (voicing 1) or ``TEMPO,VELOCITY,VOICING``.
+    ``TEMPO,VELOCITY`` (voicing 1) or ``TEMPO,VELOCITY,VOICING``; None for None (the model's own).
 
     Raises
     ------
     DexterError
         Not one to three numbers, or a gain out of range.
     """
+    if text is None:
+        return None
     parts = [x.strip() for x in str(text).split(",")]
     try:
         gains = [float(x) for x in parts]

@@ -40,7 +40,7 @@ def evaluate(
     from ..spread import parse_spread
 
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
-    gains = parse_spread(spread) if spread is not None else None  # a bad value fails before any work
+    gains = parse_spread(spread)  # a bad value fails before any work
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
                                 sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,

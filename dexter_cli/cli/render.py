@@ -48,7 +48,7 @@ def render(
         raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
     from ..spread import parse_spread
 
-    gains = parse_spread(spread) if spread is not None else None
+    gains = parse_spread(spread)
     if score.is_dir():
         if save_codec or plot or from_:
             raise DexterError("--save-codec, --plot and --from take one score, not a folder")
