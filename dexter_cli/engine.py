@@ -28,8 +28,12 @@ import torch
 from .data.codec import CURVE_ROWS
 from .diffusion import Schedule, diffusion_loss, get_sampler, randn
 from .diffusion.schedule import check_prediction
+from .errors import DexterError
 from .model import Denoiser, ModelConfig
 from .model.normalize import CodecNormalizer
+
+
+CURVE_MODES: tuple[str, ...] = ("sample", "mean")
 
 
 class Expression:
@@ -142,7 +146,7 @@ class Expression:
     def sample(self, batch: dict, *, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0,
                generator: torch.Generator | None = None, x_start: torch.Tensor | None = None,
                strength: float | None = None, drop_c: torch.Tensor | None = None, temperature: float = 1.0,
-               callback: Callable[[int, int, torch.Tensor], None] | None = None,
+               curves: str = "sample", callback: Callable[[int, int, torch.Tensor], None] | None = None,
                wrap: Callable[[Callable], Callable] | None = None) -> torch.Tensor:
         """Sample raw p_codec for a batch of segments.
 
@@ -166,6 +170,11 @@ class Expression:
             sampling from noise: below 1 trades variety for a reading nearer the model's mean.
             The note-level rows (timing, articulation, pedal) keep their full noise: chord
             asynchrony, say, lives in their spread, which a mean reading would flatten.
+        curves : {"sample", "mean"}
+            When sampling from noise, ``"mean"`` takes the curve rows from the first step's
+            x0_hat instead of the sampler's endpoint: at t = T the input carries almost nothing,
+            so that prediction is the network's reading of E[p | s, c], the curve a correlation
+            with any one pianist rewards. The note-level rows are the sampler's either way.
         callback : callable, optional
             ``callback(i, n, x0_hat)`` after each step.
         wrap : callable, optional
@@ -175,6 +184,8 @@ class Expression:
         -------
         (B, N, 5) raw p_codec.
         """
+        if curves not in CURVE_MODES:
+            raise DexterError(f"curves must be one of {', '.join(CURVE_MODES)}, got {curves!r}")
         mask = batch["mask"]
         B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)
@@ -198,13 +209,24 @@ class Expression:
             x[..., list(CURVE_ROWS)] *= float(temperature)  # the tempo and velocity curves' x_T only
         fn = get_sampler(sampler)
         kwargs = {"eta": 0.0} if sampler == "ddim" else {}
+        mean_curves = curves == "mean" and self.target != "transfer" and x_start is None  # from noise only
+        first: list[torch.Tensor] = []
+
+        def step(i: int, n: int, x0: torch.Tensor) -> None:
+            if mean_curves and i == 0:
+                first.append(x0[..., list(CURVE_ROWS)].clone())  # x0_hat(x_T, T) ~ E[p - mu | s, c]
+            if callback:
+                callback(i, n, x0)
+
         self._memo = (None, None)
         try:
             z = fn(wrap(self.denoise) if wrap else self.denoise, x, self.schedule, cond=cond, uncond=uncond,
                    guidance=guidance, prediction=self.prediction, steps=steps, t_start=t_start, generator=generator,
-                   callback=callback, clip_x0=self.norm.clip, **kwargs)
+                   callback=step if (mean_curves or callback) else None, clip_x0=self.norm.clip, **kwargs)
         finally:
             self._memo = None  # let go of this sample's conditions
+        if first:
+            z[..., list(CURVE_ROWS)] = first[0]
         z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5) + mu
         return self.norm.decode_p(z) * mask[..., None].float()
 
@@ -234,7 +256,6 @@ def sampling_settings(config: dict, guidance: float | None = None,
         A temperature outside [0, 2].
     """
     from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
-    from .errors import DexterError
 
     recorded = config.get("sampling", {})
     w = guidance if guidance is not None else float(recorded.get("guidance", DEFAULT_GUIDANCE))
@@ -259,6 +280,35 @@ def sampling_spread(config: dict, spread: tuple[float, float, float] | None, tem
     return float(gains.get("tempo", 1.0)), float(gains.get("velocity", 1.0)), float(gains.get("voicing", 1.0))
 
 
+def sampling_curves(config: dict, curves: str | None, temperature: float, from_noise: bool = True) -> str:
+    """Where the rendered curves come from (``curves`` of :meth:`Expression.sample`): the mode given,
+    else the model's recorded one (``config["sampling"]["curves"]``) when it samples from noise at its
+    recorded temperature (the mode was judged there), else ``"sample"``.
+
+    Raises
+    ------
+    DexterError
+        An unknown mode.
+    """
+    if curves is None:
+        recorded = config.get("sampling", {}).get("curves", "sample")
+        curves = recorded if from_noise and temperature == sampling_settings(config)[1] else "sample"
+    return check_curves(curves)
+
+
+def check_curves(curves: str | None) -> str | None:
+    """``curves`` if it is None or one of :data:`CURVE_MODES`.
+
+    Raises
+    ------
+    DexterError
+        An unknown mode.
+    """
+    if curves is not None and curves not in CURVE_MODES:
+        raise DexterError(f"--curves must be one of {', '.join(CURVE_MODES)}, got {curves!r}")
+    return curves
+
+
 def sampling_steps(config: dict, sampler: str = "dpm++", steps: int | None = None) -> int:
     """Denoising steps to sample a checkpoint with: those given, else the DPM-Solver++ steps
     recorded with the model (``config["sampling"]["steps"]``, judged on the valid split when it was
@@ -271,7 +321,6 @@ def sampling_steps(config: dict, sampler: str = "dpm++", steps: int | None = Non
         Fewer than one step.
     """
     from . import DEFAULT_STEPS
-    from .errors import DexterError
 
     recorded = config.get("sampling", {}).get("steps")
     if steps is None:
@@ -299,7 +348,6 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     from .checkpoint import load_inference
     from .data.codec import C_CODEC_NAMES, P_CODEC_NAMES
     from .data.vocab import S_CODEC_NAMES
-    from .errors import DexterError
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if checkpoint is None and not (path / "model.safetensors").is_file():

@@ -102,7 +102,7 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
                    split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
                    sampler: str = "dpm++", steps: int | None = None, seed: int = 0, guidance: float | None = None, overlap: float = 0.5,
                    temperature: float | None = None, samples: int = 1, workers: int = 1,
-                   spread: tuple[float, float, float] | None = None,
+                   spread: tuple[float, float, float] | None = None, curves: str | None = None,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.
 
@@ -117,6 +117,8 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         Window overlap and initial-noise scale of the dexter renderer (as ``render_score``).
     spread : (float, float, float), optional
         Its gains on the curves' range and the voicing (as ``render_score``; None: the model's default).
+    curves : {"sample", "mean"}, optional
+        Where its curves come from (as ``render_score``; None: the model's default).
     samples : int
         Interpretations of each piece the dexter renderer plays (one batched run); its metrics
         for the piece are their mean (the plots show the first).
@@ -137,7 +139,7 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     if not pieces:
         raise DexterError(f"no {split} piece with human performances in {store_path}")
     made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples,
-                                 spread)
+                                 spread, curves)
             for spec in renderers}
     report = EvaluationReport(settings={"split": None if pieces_list else split, "pieces": len(pieces),
                                         **{spec: r.settings() for spec, r in made.items() if hasattr(r, "settings")}})

@@ -93,6 +93,7 @@ def _render(
     strength: float = 0.5,
     temperature: float | None = None,
     spread: tuple[float, float, float] | None = None,
+    curves: str | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
     window_offset: int = 0,
@@ -104,7 +105,7 @@ def _render(
     from .data.scores import load_score, score_features
     from .diffusion import get_sampler
     from .diffusion.windows import WindowedDenoiser
-    from .engine import load_expression, sampling_settings, sampling_spread, sampling_steps
+    from .engine import load_expression, sampling_curves, sampling_settings, sampling_spread, sampling_steps
     from .spread import widen_curves
 
     if num_samples < 1:
@@ -120,6 +121,7 @@ def _render(
     guidance, temperature = sampling_settings(config, guidance, temperature)  # checks the temperature
     steps = sampling_steps(config, sampler, steps)
     gains = sampling_spread(config, spread, temperature, from_noise=from_performance is None)
+    curves = sampling_curves(config, curves, temperature, from_noise=from_performance is None)
     c_names = list(C_CODEC_NAMES)
     ctrl = parse_controls(controls or [], c_names)
     timings["load_model"] = time.perf_counter() - t0
@@ -158,12 +160,13 @@ def _render(
         progress("sample", 0, total_steps)
     p = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=generator,
                     x_start=x_start, strength=strength if source is not None else None, drop_c=drop_c,
-                    temperature=temperature, callback=cb,
+                    temperature=temperature, curves=curves, callback=cb,
                     wrap=lambda d: WindowedDenoiser(d, n, N, stride, seq_keys=("s", "c", "mask"),
                                                     offset=window_offset)).numpy()
     p = widen_curves(p, score.note_array["onset_beat"], *gains)  # the curves' range (spread.py)
     timings["sample"] = time.perf_counter() - t0
     timings["spread"] = gains
+    timings["curves"] = curves
     from .diffusion.windows import window_edges
 
     timings["window_edges"] = window_edges(n, N, stride, window_offset)
@@ -233,6 +236,7 @@ def render_score(
     strength: float = 0.5,
     temperature: float | None = None,
     spread: tuple[float, float, float] | None = None,
+    curves: str | None = None,
     progress: Progress | None = None,
     loaded: tuple | None = None,
 ) -> RenderResult:
@@ -279,6 +283,10 @@ def render_score(
         voicing of chords (:mod:`dexter_cli.spread`; 1: the model's own range). None: the model's recorded gains
         when sampling from noise at its recorded temperature, else 1
         (:func:`dexter_cli.engine.sampling_spread`).
+    curves : {"sample", "mean"}, optional
+        Where the tempo and velocity curves come from (sampling from noise only): the sampler's
+        draw, or the network's first-step reading of their mean. None: the model's recorded mode at
+        its recorded temperature, else ``"sample"`` (:func:`dexter_cli.engine.sampling_curves`).
     progress : callable, optional
         ``progress(stage, done, total)``.
     loaded : tuple, optional
@@ -294,8 +302,8 @@ def render_score(
     score, p, timings = _render(score_path, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                 seed=seed, controls=controls, num_samples=num_samples, unfold=unfold,
                                 overlap=overlap, from_performance=from_performance, alignment=alignment,
-                                strength=strength, temperature=temperature, spread=spread, progress=progress,
-                                loaded=loaded)
+                                strength=strength, temperature=temperature, spread=spread, curves=curves,
+                                progress=progress, loaded=loaded)
     from .data.decode import decode_performance, save_midi
 
     K, n = p.shape[0], p.shape[1]
@@ -371,7 +379,7 @@ def render_batch(
         ``progress("scores", done, total)``.
     **kwargs
         Sampling settings of :func:`render_score` (sampler, steps, guidance, seed,
-        controls, num_samples, unfold, overlap, temperature, spread).
+        controls, num_samples, unfold, overlap, temperature, spread, curves).
 
     Returns
     -------

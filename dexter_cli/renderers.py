@@ -96,24 +96,25 @@ class DexterRenderer:
 
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int | None = None, seed: int = 0,
                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
-                 samples: int = 1, spread: tuple[float, float, float] | None = None):
+                 samples: int = 1, spread: tuple[float, float, float] | None = None, curves: str | None = None):
         from .engine import load_expression
 
         if samples < 1:
             raise DexterError(f"--samples must be at least 1, got {samples}")
         self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
-        self.temperature, self.samples, self.spread = temperature, samples, spread
+        self.temperature, self.samples, self.spread, self.curves = temperature, samples, spread, curves
         self.loaded = load_expression(checkpoint)  # once, not per piece
 
     def settings(self) -> dict:
         """What this renderer samples with, defaults resolved (the model's recorded ones included)."""
-        from .engine import sampling_settings, sampling_spread, sampling_steps
+        from .engine import sampling_curves, sampling_settings, sampling_spread, sampling_steps
 
         config = self.loaded[1]
         w, tau = sampling_settings(config, self.guidance, self.temperature)
         return {"model": config.get("training", {}).get("name"), "sampler": self.sampler,
                 "steps": sampling_steps(config, self.sampler, self.steps), "guidance": w, "temperature": tau,
                 "spread": list(sampling_spread(config, self.spread, tau)),
+                "curves": sampling_curves(config, self.curves, tau),
                 "seed": self.seed, "overlap": self.overlap, "samples": self.samples}
 
     def __call__(self, piece: Piece) -> Performance | list[Performance]:
@@ -122,7 +123,7 @@ class DexterRenderer:
         p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
                                          sampler=self.sampler, steps=self.steps, seed=self.seed,
                                          guidance=self.guidance, overlap=self.overlap, temperature=self.temperature,
-                                         spread=self.spread, num_samples=self.samples)
+                                         spread=self.spread, curves=self.curves, num_samples=self.samples)
         if list(note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")
         perfs = [Performance(pk, np.ones(len(pk), dtype=bool)) for pk in p]
@@ -162,10 +163,11 @@ class ExternalRenderer:
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int | None, seed: int,
                   guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
-                  samples: int = 1, spread: tuple[float, float, float] | None = None):
+                  samples: int = 1, spread: tuple[float, float, float] | None = None, curves: str | None = None):
     """A renderer from ``dexter``, ``deadpan``, ``linear``, ``linear-context`` or ``external:DIR``."""
     if spec == "dexter":
-        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples, spread)
+        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples, spread,
+                              curves)
     if spec == "deadpan":
         if store is not None:
             return DeadpanRenderer(store.meta["stats"])

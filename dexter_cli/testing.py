@@ -66,7 +66,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     from .data.dataset import PairSet, SegmentSet
     from .data.decode import decode_performance, save_midi
     from .data.store import CodecStore
-    from .engine import load_expression, sampling_settings, sampling_steps
+    from .engine import load_expression, sampling_curves, sampling_settings, sampling_steps
     from .fileio import write_json
     from .metrics import segment_curve_scores
     from .plots import plot_segment
@@ -76,6 +76,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     expr, config = load_expression(checkpoint)
     guidance, temperature = sampling_settings(config, guidance, temperature)
     steps = sampling_steps(config, sampler, steps)
+    curves = sampling_curves(config, None, temperature, from_noise=not transfer)
     for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
         if store.meta[key] != config["codec"][key]:
             raise DexterError(f"the checkpoint and the store differ in {key}")
@@ -102,7 +103,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         cb = (lambda i, m, x0: frames.append(x0[0].clone())) if animate and b0 == 0 else None
         pred = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=gen, drop_c=drop,
                            strength=sample_steps_frac if transfer else None, temperature=temperature,
-                           callback=cb).numpy()
+                           curves=curves, callback=cb).numpy()
         label, mask = batch["p_codec"].numpy(), batch["mask"].numpy().astype(bool)
         preds.append(pred), labels.append(label), masks.append(mask)
         if transfer:

@@ -3,6 +3,7 @@
     python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v12] [--hardware "..."]
                                    [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
                                    [--dtype float32|float16] [--spread TEMPO,VELOCITY[,VOICING]]
+                                   [--curves sample|mean]
 
 Re-exports the weights with training facts (name, data, steps, wall time, hardware) added to
 the checkpoint config, and the sampling defaults chosen for it on the valid split
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
-from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression, sampling_settings, sampling_steps
+from dexter_cli.engine import CURVE_MODES, DEFAULT_CHECKPOINT, load_expression, sampling_settings, sampling_steps
 from dexter_cli.spread import parse_spread
 
 
@@ -39,6 +40,9 @@ def main() -> None:
     ap.add_argument("--spread", default=None,
                     help="the model's gains on the tempo and velocity curves' range and on the voicing at its default "
                          "temperature (dexter_cli/spread.py), TEMPO,VELOCITY[,VOICING]; 1 records none")
+    ap.add_argument("--curves", choices=CURVE_MODES, default=None,
+                    help="where the model's curves come from at its default temperature (dexter render --curves); "
+                         "sample records none")
     ap.add_argument("--dtype", choices=("float32", "float16"), default=None,
                     help="how the weights are stored (float16: half the size); default: as the checkpoint stores them")
     args = ap.parse_args()
@@ -66,6 +70,10 @@ def main() -> None:
         config.setdefault("sampling", {}).pop("spread", None)
         if (tempo, velocity, voicing) != (1.0, 1.0, 1.0):
             config["sampling"]["spread"] = {"tempo": tempo, "velocity": velocity, "voicing": voicing}
+    if args.curves is not None:
+        config.setdefault("sampling", {}).pop("curves", None)
+        if args.curves != "sample":
+            config["sampling"]["curves"] = args.curves
     sampling_settings(config)  # a bad recorded default fails here, before the bundled model is replaced
     sampling_steps(config)
     dtype = args.dtype or config.get("weights_dtype", "float32")

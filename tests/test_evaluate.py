@@ -239,8 +239,8 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
     config = load_expression(checkpoint)[1]
     w, tau = sampling_settings(config)
     assert report.settings["dexter"] == {"model": config["training"].get("name"), "sampler": "dpm++", "steps": 2,
-                                         "guidance": w, "temperature": tau, "spread": [1.0, 1.0, 1.0], "seed": 0,
-                                         "overlap": 0.5, "samples": 3}  # this checkpoint records no spread
+                                         "guidance": w, "temperature": tau, "spread": [1.0, 1.0, 1.0], "curves": "sample",
+                                         "seed": 0, "overlap": 0.5, "samples": 3}  # it records no spread, no curve mode
     assert report.settings["split"] == "train" and report.settings["pieces"] == 1
     for k in METRICS:
         vals = [r[k] for r in rows if np.isfinite(r[k])]

@@ -113,6 +113,29 @@ def test_recorded_spread_applies_at_the_recorded_temperature_only(checkpoint, sc
     assert code == 0 and "velocity x2" in out
 
 
+def test_recorded_curve_mode_renders_the_mean_reading_at_its_temperature(checkpoint, score, tmp_path, cli):
+    from dexter_cli.checkpoint import export_inference, load_inference
+
+    state, config = load_inference(checkpoint)
+    config["sampling"] = {"temperature": 0.5, "curves": "mean"}
+    for k in ("format", "sha256"):
+        config.pop(k, None)
+    export_inference(tmp_path / "ck", state, config)
+    ck = tmp_path / "ck"
+    a = render_score(score, tmp_path / "a.mid", checkpoint=ck, steps=4, seed=2)
+    mean = render_score(score, tmp_path / "b.mid", checkpoint=ck, steps=4, seed=2, curves="mean", temperature=0.5)
+    drawn = render_score(score, tmp_path / "c.mid", checkpoint=ck, steps=4, seed=2, curves="sample")
+    assert np.array_equal(a.p_codec, mean.p_codec) and a.timings["curves"] == "mean"
+    assert not np.allclose(a.p_codec[..., :2], drawn.p_codec[..., :2])
+    assert np.array_equal(a.p_codec[..., 2:], drawn.p_codec[..., 2:])  # the note-level rows are sampled either way
+    hot = render_score(score, tmp_path / "d.mid", checkpoint=ck, steps=4, seed=2, temperature=1.0)
+    assert hot.timings["curves"] == "sample"  # the mode was recorded for the model's temperature only
+    code, _, err = cli(["render", str(score), "-o", str(tmp_path / "e.mid"), "--checkpoint", str(ck), "--curves", "avg"])
+    assert code != 0 and "--curves" in err and not (tmp_path / "e.mid").exists()
+    code, out, _ = cli(["render", "--info", "--checkpoint", str(ck)])
+    assert code == 0 and "first-step reading" in out
+
+
 def test_recorded_steps_apply_to_dpmpp_unless_overridden(checkpoint, score, tmp_path):
     from dexter_cli.checkpoint import export_inference, load_inference
     from dexter_cli.engine import sampling_steps

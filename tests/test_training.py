@@ -519,6 +519,50 @@ def test_temperature_scales_the_initial_noise(store_path):
     assert torch.equal(starts[0.0][..., notes], starts[1.0][..., notes])
 
 
+def test_mean_curves_take_the_first_steps_reading_and_keep_the_sampled_note_rows(store_path):
+    from dexter_cli.data.dataset import SegmentSet
+    from dexter_cli.errors import DexterError
+
+    st = CodecStore(store_path)
+    cfg = ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=8, residual_layers=2, dilation_cycle=2)
+    expr = build_expression(cfg, st.meta["stats"], {"prediction": "v"})
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a network whose output depends on its input (the output layer starts at zero)
+        for w in expr.model.parameters():
+            w.copy_(0.3 * torch.randn(w.shape, generator=gen))
+    expr.model.eval()
+    batch = SegmentSet(st, "train").batch(np.arange(2))
+
+    def draw(**kw):
+        return expr.sample(batch, generator=torch.Generator().manual_seed(3), temperature=0.5, **kw)
+
+    mean, sampled, one_step = draw(steps=6, curves="mean"), draw(steps=6), draw(steps=1)
+    curves, notes = [0, 1], [2, 3, 4]
+    # the curves are x0_hat at t = T, which is what a one-step sampler returns from the same x_T
+    assert torch.allclose(mean[..., curves], one_step[..., curves], atol=1e-5)
+    assert not torch.allclose(mean[..., curves], sampled[..., curves], atol=1e-3)
+    assert torch.equal(mean[..., notes], sampled[..., notes])  # the note-level rows are the sampler's
+    # a variation starts from a performance, not from noise: no first-step reading to take
+    start = {"x_start": batch["p_codec"], "strength": 0.5, "steps": 4}
+    assert torch.equal(draw(curves="mean", **start), draw(**start))
+    with pytest.raises(DexterError, match="curves"):
+        draw(steps=2, curves="posterior")
+
+
+def test_recorded_curve_mode_applies_at_the_recorded_temperature_only():
+    from dexter_cli.engine import check_curves, sampling_curves
+    from dexter_cli.errors import DexterError
+
+    config = {"sampling": {"temperature": 0.1, "curves": "mean"}}
+    assert sampling_curves(config, None, 0.1) == "mean"
+    assert sampling_curves(config, None, 1.0) == "sample"  # judged at its temperature only
+    assert sampling_curves(config, None, 0.1, from_noise=False) == "sample"
+    assert sampling_curves(config, "sample", 0.1) == "sample" and sampling_curves({}, "mean", 1.0) == "mean"
+    assert sampling_curves({}, None, 0.1) == "sample"
+    with pytest.raises(DexterError, match="--curves"):
+        check_curves("average")
+
+
 def test_ema_warmup_forgets_the_initial_weights(store_path, tmp_path):
     from safetensors.torch import load_file
 

@@ -25,6 +25,7 @@ def evaluate(
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Its initial noise scale (as dexter render --temperature) [default: the model's]."),
     spread: Optional[str] = typer.Option(None, "--spread", help="Its gains on the curves' range and the voicing (as dexter render --spread) [default: the model's]."),
+    curves: Optional[str] = typer.Option(None, "--curves", help="Where its curves come from: sample or mean (as dexter render --curves) [default: the model's]."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -37,15 +38,17 @@ def evaluate(
 
     from ..evaluate import METRICS
     from ..evaluation import evaluate_store, write_report
+    from ..engine import check_curves
     from ..spread import parse_spread
 
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     gains = parse_spread(spread)  # a bad value fails before any work
+    check_curves(curves)
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
                                 sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
                                 temperature=temperature, samples=samples, workers=workers,
-                                spread=gains, progress=progress)
+                                spread=gains, curves=curves, progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
     scope = pieces.name if pieces else f"{split} split of {data}"
@@ -76,7 +79,7 @@ def evaluate(
         if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
             console.print(f"{name}: {st['model'] or 'unnamed model'}, {st['sampler']} {st['steps']} steps, w {st['guidance']:g}, "
                           f"temperature {st['temperature']:g}, spread {'/'.join(f'{g:g}' for g in st['spread'])} (tempo/velocity/voicing), "
-                          f"seed {st['seed']}, {st['samples']} sample(s) per piece",
+                          f"curves {st.get('curves', 'sample')}, seed {st['seed']}, {st['samples']} sample(s) per piece",
                           highlight=False)
     for p in report.problems:
         console.print(f"[yellow]note:[/] {p}", highlight=False)

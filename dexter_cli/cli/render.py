@@ -20,6 +20,7 @@ def render(
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale of the tempo and velocity curves, 0..2: lower = nearer the model's mean reading, less variety between seeds [default: the model's, see --info]."),
     spread: Optional[str] = typer.Option(None, "--spread", help="Gains on the range of the tempo and velocity curves about the piece's means and on the voicing of chords: G for all, or TEMPO,VELOCITY[,VOICING]; 1 = the model's own range [default: the model's, with its default temperature; see --info]."),
+    curves: Optional[str] = typer.Option(None, "--curves", help="Where the tempo and velocity curves come from: sample (the sampler's draw) or mean (the network's reading of their mean, what a pianist's curve correlates with best) [default: the model's at its default temperature, see --info; sample otherwise]."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
@@ -46,9 +47,11 @@ def render(
         return
     if score is None:
         raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
+    from ..engine import check_curves
     from ..spread import parse_spread
 
     gains = parse_spread(spread)
+    check_curves(curves)  # a bad value fails before any work
     if score.is_dir():
         if save_codec or plot or from_:
             raise DexterError("--save-codec, --plot and --from take one score, not a folder")
@@ -58,7 +61,7 @@ def render(
             res = render_batch(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                seed=seed, controls=list(control or []), num_samples=num_samples,
                                unfold=not as_written, overlap=overlap, temperature=temperature, spread=gains,
-                               progress=progress)
+                               curves=curves, progress=progress)
         for path, why in res.skipped:
             console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
         if not quiet:
@@ -77,7 +80,8 @@ def render(
         res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                            seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written, overlap=overlap,
                            save_codec=save_codec, plot=plot, from_performance=from_, alignment=alignment,
-                           strength=strength, temperature=temperature, spread=gains, progress=progress)
+                           strength=strength, temperature=temperature, spread=gains, curves=curves,
+                           progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
@@ -89,7 +93,7 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     from rich.table import Table
 
     from ..data.codec import C_DESCRIPTIONS
-    from ..engine import load_expression, sampling_settings, sampling_spread, sampling_steps
+    from ..engine import load_expression, sampling_curves, sampling_settings, sampling_spread, sampling_steps
 
     expr, config = load_expression(checkpoint)
     tr = config.get("training", {})
@@ -118,6 +122,9 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
         if (g_tempo, g_vel, g_voice) != (1.0, 1.0, 1.0):
             console.print(f"curve spread at temperature {tau:g}: tempo x{g_tempo:g}, velocity x{g_vel:g} about the piece's "
                           f"means, voicing x{g_voice:g} (--spread 1: the model's own range)", highlight=False)
+        if sampling_curves(config, None, tau) == "mean":
+            console.print(f"curves at temperature {tau:g}: the network's first-step reading of their mean; the note-level "
+                          "rows sampled (--curves sample: the sampler's draw)", highlight=False)
         return
     stats = config["codec"]["stats"]
     table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")
