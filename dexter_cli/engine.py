@@ -184,8 +184,7 @@ class Expression:
         -------
         (B, N, 5) raw p_codec.
         """
-        if curves not in CURVE_MODES:
-            raise DexterError(f"curves must be one of {', '.join(CURVE_MODES)}, got {curves!r}")
+        check_curves(curves)
         mask = batch["mask"]
         B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)

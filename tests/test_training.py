@@ -545,6 +545,10 @@ def test_mean_curves_take_the_first_steps_reading_and_keep_the_sampled_note_rows
     # a variation starts from a performance, not from noise: no first-step reading to take
     start = {"x_start": batch["p_codec"], "strength": 0.5, "steps": 4}
     assert torch.equal(draw(curves="mean", **start), draw(**start))
+    expr.target = "transfer"  # nor does the paper's transfer, which starts from its source
+    batch.update(source_p=batch["p_codec"], source_c=batch["c_codec"])
+    assert torch.equal(draw(steps=4, curves="mean"), draw(steps=4))
+    expr.target = "gen_noise"
     with pytest.raises(DexterError, match="curves"):
         draw(steps=2, curves="posterior")
 
