@@ -221,7 +221,7 @@ class Expression:
         try:
             z = fn(wrap(self.denoise) if wrap else self.denoise, x, self.schedule, cond=cond, uncond=uncond,
                    guidance=guidance, prediction=self.prediction, steps=steps, t_start=t_start, generator=generator,
-                   callback=step if (mean_curves or callback) else None, clip_x0=self.norm.clip, **kwargs)
+                   callback=step, clip_x0=self.norm.clip, **kwargs)
         finally:
             self._memo = None  # let go of this sample's conditions
         if first:
@@ -264,6 +264,12 @@ def sampling_settings(config: dict, guidance: float | None = None,
     return w, tau
 
 
+def _recorded_applies(config: dict, temperature: float, from_noise: bool) -> bool:
+    """Whether the curve settings a model records for its default temperature (spread, curve mode)
+    apply: only when it samples from noise at that temperature, where they were judged."""
+    return from_noise and temperature == sampling_settings(config)[1]
+
+
 def sampling_spread(config: dict, spread: tuple[float, float, float] | None, temperature: float,
                     from_noise: bool = True) -> tuple[float, float, float]:
     """The (tempo, velocity, voicing) gains on the rendered curves' range (:mod:`dexter_cli.spread`):
@@ -274,7 +280,7 @@ def sampling_spread(config: dict, spread: tuple[float, float, float] | None, tem
     if spread is not None:
         return float(spread[0]), float(spread[1]), float(spread[2])
     gains = config.get("sampling", {}).get("spread")
-    if gains is None or not from_noise or temperature != sampling_settings(config)[1]:
+    if gains is None or not _recorded_applies(config, temperature, from_noise):
         return 1.0, 1.0, 1.0
     return float(gains.get("tempo", 1.0)), float(gains.get("velocity", 1.0)), float(gains.get("voicing", 1.0))
 
@@ -291,7 +297,7 @@ def sampling_curves(config: dict, curves: str | None, temperature: float, from_n
     """
     if curves is None:
         recorded = config.get("sampling", {}).get("curves", "sample")
-        curves = recorded if from_noise and temperature == sampling_settings(config)[1] else "sample"
+        curves = recorded if _recorded_applies(config, temperature, from_noise) else "sample"
     return check_curves(curves)
 
 

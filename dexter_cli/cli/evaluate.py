@@ -79,7 +79,7 @@ def evaluate(
         if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
             console.print(f"{name}: {st['model'] or 'unnamed model'}, {st['sampler']} {st['steps']} steps, w {st['guidance']:g}, "
                           f"temperature {st['temperature']:g}, spread {'/'.join(f'{g:g}' for g in st['spread'])} (tempo/velocity/voicing), "
-                          f"curves {st.get('curves', 'sample')}, seed {st['seed']}, {st['samples']} sample(s) per piece",
+                          f"curves {st['curves']}, seed {st['seed']}, {st['samples']} sample(s) per piece",
                           highlight=False)
     for p in report.problems:
         console.print(f"[yellow]note:[/] {p}", highlight=False)
