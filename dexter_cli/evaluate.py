@@ -45,6 +45,7 @@ class Performance:
     p_codec: np.ndarray  # (n, 5) raw
     mask: np.ndarray  # (n,) bool
     features: dict[str, np.ndarray] | None = None  # per-note performance features (data.perf_features)
+    from_file: bool = False  # read from a MIDI file (a human's, or a delivered rendering), not a model's codec
 
 
 def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray, np.ndarray]:

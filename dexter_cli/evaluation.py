@@ -1,5 +1,8 @@
 """``dexter evaluate``: render the pieces with each renderer, score them against every human.
 
+Every renderer is scored from the MIDI file it would write, read back and encoded as the
+human performances are (:func:`delivered`): the figures are those of what a user receives.
+
 Pieces come from a store's split or from a list of score and performance files
 (``pieces``); renderers from ``renderers``. Every performance, human or rendered, is
 decoded against the score once for partitura's performance features. ``workers > 1``
@@ -50,6 +53,16 @@ def _with_features(piece: Piece, perf: Performance, problems: list[str], who: st
     return perf
 
 
+def delivered(piece: Piece, perf: Performance) -> Performance:
+    """What a renderer's codec becomes in the MIDI file it would write, read back (a file's reading as it is)."""
+    from .data.delivered import delivered_codec
+
+    if perf.from_file:
+        return perf
+    p, mask = delivered_codec(piece.score, perf.p_codec)
+    return Performance(p, mask, from_file=True)
+
+
 def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dict[str, Performance]]:
     """Every renderer on one piece: rows (human ceiling first), problems, and the rendered performances."""
     from .data.vocab import S_CODEC_NAMES
@@ -72,7 +85,8 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
     for spec, renderer in made.items():
         try:
             out = renderer(piece)
-            samples = [_with_features(piece, perf, problems, spec) for perf in (out if isinstance(out, list) else [out])]
+            samples = [_with_features(piece, delivered(piece, perf), problems, spec)
+                       for perf in (out if isinstance(out, list) else [out])]
             preds[spec] = samples[0]
             rows_k = [score_against_humans(piece.onset_beat, perf, piece.humans, level) for perf in samples]
             row = rows_k[0] if len(rows_k) == 1 else {k: _finite_stat([r[k] for r in rows_k], np.mean) for k in METRICS}

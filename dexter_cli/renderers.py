@@ -12,7 +12,11 @@ linear-context
     The same with the moving averages of the score features over 8, 32 and 128 notes
     as further regressors: the prior mean of ``task.prior: context`` on its own.
 external:DIR
-    MIDI files of another system named after the piece, aligned with parangonar.
+    MIDI files of another system named after the piece: matched to the score by order when
+    they play exactly its notes, else aligned with parangonar.
+
+The evaluation scores every renderer from the MIDI file it would write
+(:func:`dexter_cli.data.delivered.delivered_codec`), not from its codec.
 """
 
 from __future__ import annotations
@@ -147,18 +151,14 @@ class ExternalRenderer:
         raise DexterError(f"no MIDI for {piece.key} in {self.folder} (expected one of {', '.join(sorted(stems))}.mid)")
 
     def __call__(self, piece: Piece) -> Performance:
-        from .data.align import auto_align, check_coverage, load_performance
-        from .data.encode import encode_performance
-        from .data.layouts import PerformanceSource
+        from .data.align import load_performance
+        from .data.delivered import encode_file_performance
 
         midi = self.find(piece)
-        score = piece.score
         perf, _ = load_performance(midi)
-        al = auto_align(score.part, perf)
-        check_coverage(al, score, perf, midi.name)
-        enc = encode_performance(PerformanceSource("external", "", midi.stem, piece.path, midi, None, midi.parent),
-                                 score, perf, al)
-        return Performance(enc.p_codec, enc.mask)
+        # a file that plays exactly the score's notes is matched by order within each pitch; others by parangonar
+        p, mask, _ = encode_file_performance(piece.score, perf, midi.name)
+        return Performance(p, mask, from_file=True)
 
 
 def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int | None, seed: int,

@@ -2,7 +2,9 @@
 
 For each test segment: the predicted performance and its human label as MIDI
 (and the source, in transfer mode), decoded against the score; plots of the
-tempo and velocity curves and the p_codec rows; a metrics table. In transfer
+tempo and velocity curves and the p_codec rows; a metrics table. The metrics are
+codec-level (the sampled p_codec against the label's, ``"level": "codec"`` in
+``metrics.json``); ``dexter evaluate`` scores the MIDI files a user receives. In transfer
 mode (the paper's transfer test) the source is noised to ``sample_steps_frac``
 and denoised toward the target's controls, and the report says how far the
 result moved from the source toward the target.
@@ -143,7 +145,8 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         metrics["sample_steps_frac"] = sample_steps_frac
     report.metrics, report.segments = metrics, n
     sampling = {"sampler": sampler, "steps": steps, "guidance": guidance, "temperature": temperature, "seed": seed}
-    write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **sampling, **metrics})
+    write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **sampling,
+                                      "level": "codec", **metrics})
     report.files.append(out / "metrics.json")
     report.seconds = time.perf_counter() - t0
     return report

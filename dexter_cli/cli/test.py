@@ -43,7 +43,8 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
                        steps=steps, guidance=guidance, seed=seed, temperature=temperature, transfer=transfer,
                        sample_steps_frac=sample_steps_frac, free_controls=free_controls, animate=animate,
                        progress=progress)
-    table = Table(title=f"{rep.segments} test segments")
+    # these compare the sampled codec with the label's; `dexter evaluate` scores the delivered MIDI files
+    table = Table(title=f"{rep.segments} test segments (codec-level metrics; dexter evaluate scores the MIDI files)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in rep.metrics.items():

@@ -51,6 +51,9 @@ def fill_unplayed(p: np.ndarray, played: np.ndarray) -> np.ndarray:
     return p
 
 
+PEDAL_AT_TOLERANCE_S = 2e-4  # under half a MIDI tick at 960 ticks/s; above float32 rounding to ~3,000 s
+
+
 def pedal_at(onsets: np.ndarray, cc_times: np.ndarray, cc_values: np.ndarray) -> np.ndarray:
     """Sustain pedal value (0..1) in force at each onset.
 
@@ -65,14 +68,16 @@ def pedal_at(onsets: np.ndarray, cc_times: np.ndarray, cc_values: np.ndarray) ->
     -------
     ndarray
         Value of the last CC64 event at or before each onset, /127; 0 before
-        the first event or when there are none.
+        the first event or when there are none. An event within ``PEDAL_AT_TOLERANCE_S``
+        after the onset counts as at it: partitura reads note onsets as float32 and control
+        times as float64, so an event on the onset's own MIDI tick can read as just after it.
     """
     onsets = np.asarray(onsets, dtype=np.float64)
     if len(cc_times) == 0:
         return np.zeros(len(onsets), dtype=np.float64)
     order = np.argsort(cc_times, kind="stable")
     t, v = np.asarray(cc_times, dtype=np.float64)[order], np.asarray(cc_values, dtype=np.float64)[order]
-    idx = np.searchsorted(t, onsets, side="right") - 1
+    idx = np.searchsorted(t, onsets + PEDAL_AT_TOLERANCE_S, side="right") - 1
     return np.where(idx >= 0, v[np.maximum(idx, 0)] / 127.0, 0.0)
 
 

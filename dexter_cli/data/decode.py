@@ -1,8 +1,9 @@
 """Decode a p_codec into a performance and write it as MIDI.
 
-Times come from partitura's ``decode_time`` (beat_period, timing,
-articulation_log per score note); velocity is MIDI/127; the pedal row becomes
-sustain CC64 events at the performed onsets.
+A predicted p_codec is first projected onto the codecs a performance can have
+(:func:`project_codec`); times then come from partitura's ``decode_time``
+(beat_period, timing, articulation_log per score note); velocity is MIDI/127; the
+pedal row becomes sustain CC64 events at the performed onsets.
 """
 
 from __future__ import annotations
@@ -20,8 +21,63 @@ from .scores import LoadedScore
 MIN_DURATION_S = 0.02  # grace notes have no notated duration; every MIDI note gets at least this
 
 
+def onset_groups(onset_beat: np.ndarray) -> tuple[np.ndarray, int]:
+    """The score onset of each note as a group index (partitura's grouping), and the number of groups."""
+    from partitura.musicanalysis.performance_codec import get_unique_onset_idxs
+
+    groups = get_unique_onset_idxs(np.asarray(onset_beat, dtype=np.float64))
+    group = np.empty(len(onset_beat), dtype=np.int64)
+    for g, idx in enumerate(groups):
+        group[idx] = g
+    return group, len(groups)
+
+
+def project_codec(onset_beat: np.ndarray, p_codec: np.ndarray) -> np.ndarray:
+    """The performance codec nearest to a predicted one that a performance can actually have.
+
+    partitura's codec has invariants that a sampled p_codec need not keep; decoding
+    such a row would put noise into the written file. Each row is projected:
+
+    - ``beat_period``: one value per score onset, the mean of its notes (what
+      ``decode_time`` plays), within [1 ms, 60 s] per beat;
+    - ``velocity``: within [1/127, 1];
+    - ``timing``: the offset of a note from its onset's tempo-curve time, so it
+      averages to zero over the notes of each score onset (0 for a lone note): the
+      onset's mean is removed and the asynchrony within the chord stays; within ±5 s;
+    - ``articulation_log``: within ±10 (any value is a duration);
+    - ``pedal``: within [0, 1].
+
+    Parameters
+    ----------
+    onset_beat : ndarray, shape (n,)
+        Score onset of each note, in beats.
+    p_codec : ndarray, shape (n, 5)
+        Finite values (non-finite ones are taken as 0).
+
+    Returns
+    -------
+    ndarray, shape (n, 5), float64
+        The projected codec; a human performance's codec comes back unchanged
+        (up to float rounding).
+    """
+    p = np.nan_to_num(np.asarray(p_codec, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0).copy()
+    group, n_groups = onset_groups(onset_beat)
+    count = np.bincount(group, minlength=n_groups)
+    mean = lambda x: np.bincount(group, weights=x, minlength=n_groups)[group] / count[group]  # noqa: E731
+    p[:, 0] = mean(np.clip(p[:, 0], 1e-3, 60.0))  # seconds per beat, one per onset
+    p[:, 1] = np.clip(p[:, 1], 1.0 / 127, 1.0)
+    timing = np.clip(p[:, 2], -5.0, 5.0)
+    p[:, 2] = timing - mean(timing)  # zero mean per onset: the onset sits on the tempo curve
+    p[:, 3] = np.clip(p[:, 3], -10.0, 10.0)
+    p[:, 4] = np.clip(p[:, 4], 0.0, 1.0)
+    return p
+
+
 def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
     """A partitura PerformedPart playing every score note once.
+
+    The codec is projected first (:func:`project_codec`): a sampled timing row that
+    does not average to zero per onset would move whole onsets off the tempo curve.
 
     Parameters
     ----------
@@ -41,11 +97,8 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
     p = np.asarray(p_codec, dtype=np.float64)
     if p.shape != (len(score), 5):
         raise DexterError(f"p_codec has shape {p.shape}, the score has {len(score)} notes")
-    p = np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0)
-    p[:, 0] = np.clip(p[:, 0], 1e-3, 60.0)  # seconds per beat
-    p[:, 2] = np.clip(p[:, 2], -5.0, 5.0)
-    p[:, 3] = np.clip(p[:, 3], -10.0, 10.0)
     na = score.note_array
+    p = project_codec(na["onset_beat"], p)
     params = np.zeros(len(p), dtype=[("beat_period", "f4"), ("timing", "f4"), ("articulation_log", "f4")])
     params["beat_period"], params["timing"], params["articulation_log"] = p[:, 0], p[:, 2], p[:, 3]
     with quiet():
@@ -96,12 +149,17 @@ def pedal_events(onsets: np.ndarray, pedal: np.ndarray) -> list[dict]:
             for t, v in zip(np.asarray(onsets, dtype=np.float64)[order][change].tolist(), values[change].tolist())]
 
 
-def save_midi(performed_part: object, path: Path) -> None:
-    """Write a PerformedPart as a standard MIDI file (format 0, 480 ticks per quarter, 120 BPM), atomically."""
+def performance_midi(performed_part: object) -> bytes:
+    """The bytes of the MIDI file of a PerformedPart (format 0, 480 ticks per quarter, 120 BPM)."""
     notes, cc = performed_part.notes, performed_part.controls
     field = lambda rows, key, dtype: np.array([r[key] for r in rows], dtype=dtype)  # noqa: E731
-    data = midi_bytes(field(notes, "midi_pitch", int), field(notes, "note_on", float), field(notes, "note_off", float),
+    return midi_bytes(field(notes, "midi_pitch", int), field(notes, "note_on", float), field(notes, "note_off", float),
                       field(notes, "velocity", int), field(cc, "time", float), field(cc, "number", int),
                       field(cc, "value", int))
+
+
+def save_midi(performed_part: object, path: Path) -> None:
+    """Write a PerformedPart as a standard MIDI file (:func:`performance_midi`), atomically."""
+    data = performance_midi(performed_part)
     with atomic_path(path, suffix=".mid") as tmp:
         Path(tmp).write_bytes(data)
