@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -75,6 +76,28 @@ def _atomic_dir(directory: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def _nonfinite_numbers(obj) -> int:
+    """How many NaN or infinite floats a JSON-like value holds."""
+    if isinstance(obj, float):
+        return int(not math.isfinite(obj))
+    if isinstance(obj, dict):
+        return sum(_nonfinite_numbers(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nonfinite_numbers(v) for v in obj)
+    return 0
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], config: dict, where: str) -> None:
+    """Refuse weights, or codec statistics (normalisation, prior), that hold NaN or infinite values."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise DexterError(f"checkpoint {where}: {len(bad)} weight tensors hold non-finite values (first: {bad[0]}); "
+                          "the model is broken")
+    n = _nonfinite_numbers(config.get("codec", {}).get("stats", {}))
+    if n:
+        raise DexterError(f"checkpoint {where}: its codec statistics hold {n} non-finite values; the model is broken")
+
+
 def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict, *,
                      dtype: torch.dtype | None = None) -> None:
     """Write an inference checkpoint (safetensors + config.json) atomically.
@@ -96,6 +119,7 @@ def export_inference(directory: Path, state: dict[str, torch.Tensor], config: di
 
     if dtype is not None and not dtype.is_floating_point:
         raise DexterError(f"weights can be stored in a floating-point type only, not {dtype}")
+    check_finite_weights(state, config, str(directory))
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in state.items()}
     stored = sorted({str(v.dtype).removeprefix("torch.") for v in tensors.values() if v.is_floating_point()})
@@ -145,6 +169,7 @@ def load_inference(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise DexterError(f"checkpoint {file} has format {config.get('format')!r}, expected {FORMAT}")
     if config.get("sha256") != tensors_sha256(state):
         raise DexterError(f"checkpoint {file} fails its checksum: the weights were altered or damaged")
+    check_finite_weights(state, config, str(file))
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, config
 
 

@@ -184,7 +184,21 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         raise DexterError(f"unknown task.prior_fit {cfg.task.prior_fit!r}; choose from {', '.join(PRIOR_FITS)}")
     if cfg.task.prior_alpha < 0:
         raise DexterError(f"task.prior_alpha must be 0 or more, got {cfg.task.prior_alpha}")
+    _check_optim(cfg)
     return cfg
+
+
+def _check_optim(cfg: TrainConfig) -> None:
+    """The optimiser settings a run cannot start without (one line each, named as the CLI flag)."""
+    from .checks import check_range, check_seed
+
+    o = cfg.optim
+    check_range(o.lr, "--lr (optim.lr)", 0.0, 1.0)
+    for name, value in (("--max-steps (optim.max_steps)", o.max_steps), ("--batch-size (optim.batch_size)", o.batch_size),
+                        ("optim.grad_accum", o.grad_accum)):
+        if value < 1:
+            raise DexterError(f"{name} must be at least 1, got {value}")
+    check_seed(cfg.seed, "--seed (seed)")
 
 
 def load_model_yaml(name: str, base: Path) -> dict:

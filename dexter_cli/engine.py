@@ -243,6 +243,9 @@ def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Express
 DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "default"
 
 
+MAX_GUIDANCE = 20.0  # w beyond this extrapolates so far from the conditional that the output is noise
+
+
 def sampling_settings(config: dict, guidance: float | None = None,
                       temperature: float | None = None) -> tuple[float, float]:
     """Guidance weight w and temperature to sample a checkpoint with: those given, else the
@@ -252,15 +255,17 @@ def sampling_settings(config: dict, guidance: float | None = None,
     Raises
     ------
     DexterError
-        A temperature outside [0, 2].
+        A temperature outside [0, 2], a guidance weight outside [0, ``MAX_GUIDANCE``] or not finite.
     """
     from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
+    from .checks import check_range
 
     recorded = config.get("sampling", {})
     w = guidance if guidance is not None else float(recorded.get("guidance", DEFAULT_GUIDANCE))
     tau = temperature if temperature is not None else float(recorded.get("temperature", DEFAULT_TEMPERATURE))
     if not 0.0 <= tau <= 2.0:
         raise DexterError(f"--temperature must be in [0, 2], got {tau:g}")
+    check_range(w, "--guidance", 0.0, MAX_GUIDANCE)
     return w, tau
 
 

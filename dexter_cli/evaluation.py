@@ -184,6 +184,11 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
         rows = [r for r in report.per_piece if r["renderer"] == name]
         report.summary[name] = {k: _nanmedian([r[k] for r in rows]) for k in METRICS}
         report.summary[name]["pieces"] = sum(1 for r in rows if np.isfinite(r["velocity_r"]))
+    for name in made:  # a renderer that could not be scored anywhere makes the comparison meaningless
+        if report.summary[name]["pieces"] == 0:
+            mine = [p for p in report.problems if p.startswith(f"{name} on ")]
+            raise DexterError(f"{name} could not be scored on any of the {len(pieces)} pieces"
+                              + (f" (first problem: {mine[0]})" if mine else ""))
     report.ratios = {name: ratios_to_human(report.per_piece, name) for name in made}
     report.paired = against_references(report.per_piece, list(made))
     report.seconds = time.perf_counter() - t0

@@ -42,11 +42,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         to names that lack it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, default_mode())
         os.replace(tmp_path, path)
@@ -54,8 +55,31 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise DexterError(f"cannot write {path}: {exc.strerror or exc}" +
                           ("; the previous file is intact" if path.exists() else "")) from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """Fail now, naming ``path``, when a file could not be written there later.
+
+    The nearest existing folder on the way to ``path`` must be a folder in which a file can
+    be created (tried with a temporary file, so a read-only file system is caught even as root),
+    and ``path`` itself must not be a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DexterError(f"cannot write {what} {path}: it is a folder")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DexterError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dexter-write-check.", dir=parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise DexterError(f"cannot write {what} {path}: {parent} is not writable ({exc.strerror or exc})") from exc
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

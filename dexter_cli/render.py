@@ -108,6 +108,9 @@ def _render(
     from .engine import load_expression, sampling_curves, sampling_settings, sampling_spread, sampling_steps
     from .spread import widen_curves
 
+    from .checks import check_seed
+
+    check_seed(seed)
     if num_samples < 1:
         raise DexterError(f"--num-samples must be at least 1, got {num_samples}")
     if not 0.0 < strength <= 1.0:
@@ -298,6 +301,9 @@ def render_score(
     """
     if save_codec is not None and Path(save_codec).suffix not in (".npz", ".csv"):
         raise DexterError(f"--save-codec must end in .npz or .csv, got {Path(save_codec).name}")
+    out = Path(out)
+    outputs = output_paths(out, num_samples)
+    check_outputs([score_path, from_performance, alignment], [*outputs, plot, save_codec])
     t_all = time.perf_counter()
     score, p, timings = _render(score_path, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
                                 seed=seed, controls=controls, num_samples=num_samples, unfold=unfold,
@@ -306,15 +312,11 @@ def render_score(
                                 progress=progress, loaded=loaded)
     from .data.decode import decode_performance, save_midi
 
-    K, n = p.shape[0], p.shape[1]
+    n = p.shape[1]
     t0 = time.perf_counter()
-    out = Path(out)
-    outputs = [out] if K == 1 else [out.with_name(f"{out.stem}_{i + 1}{out.suffix}") for i in range(K)]
-    durations = []
-    for k, path in enumerate(outputs):
-        ppart = decode_performance(score, p[k])
-        na = ppart.note_array()
-        durations.append(float((na["onset_sec"] + na["duration_sec"]).max()) if len(na) else 0.0)
+    parts = [decode_performance(score, p[k]) for k in range(len(outputs))]
+    durations = [check_performance(score, p[k], ppart) for k, ppart in enumerate(parts)]  # all, before any file
+    for ppart, path in zip(parts, outputs):
         save_midi(ppart, path)
     if save_codec is not None:
         write_codec(Path(save_codec), score.note_ids, p)
@@ -337,6 +339,62 @@ class BatchResult:
     skipped: list[tuple[Path, str]]
     n_notes: int
     seconds: float
+
+
+def output_paths(out: Path, num_samples: int) -> list[Path]:
+    """The MIDI files of a render: ``out``, or ``<stem>_<i><suffix>`` for ``num_samples`` > 1."""
+    out = Path(out)
+    return [out] if num_samples == 1 else [out.with_name(f"{out.stem}_{i + 1}{out.suffix}") for i in range(num_samples)]
+
+
+def check_outputs(inputs: list[Path | None], outputs: list[Path | None]) -> None:
+    """Refuse, before any work, a call whose outputs would overwrite an input or each other, or
+    could not be written.
+
+    Parameters
+    ----------
+    inputs : list of Path or None
+        Files the call reads (None: not given).
+    outputs : list of Path or None
+        Files it writes (None: not asked for).
+    """
+    from .fileio import check_writable
+
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+        except OSError:
+            return False
+
+    ins = [Path(p) for p in inputs if p is not None]
+    outs = [Path(p) for p in outputs if p is not None]
+    for k, o in enumerate(outs):
+        for i in ins:
+            if same(o, i):
+                raise DexterError(f"refusing to overwrite the input {i} with an output; choose another output path")
+        for other in outs[:k]:
+            if same(o, other):
+                raise DexterError(f"two outputs of this call are the same file {o}; give them different paths")
+    for o in outs:
+        check_writable(o)
+
+
+def check_performance(score, p_codec: np.ndarray, ppart) -> float:
+    """A rendered performance's length in seconds, after checking that it is one: finite values and
+    a median tempo a pianist could play (the range the codec accepts from data). A model that
+    produces anything else is an error, not a file."""
+    from .data.encode import TEMPO_RANGE_BPM
+
+    if not np.isfinite(p_codec).all():
+        raise DexterError(f"the model produced non-finite values for {int((~np.isfinite(p_codec)).sum())} "
+                          "codec entries: the checkpoint or the sampling settings are broken; nothing was written")
+    bpm = 60.0 / float(np.median(np.clip(p_codec[:, 0], 1e-3, None)))
+    if not TEMPO_RANGE_BPM[0] <= bpm <= TEMPO_RANGE_BPM[1]:
+        raise DexterError(f"the model produced a median tempo of {bpm:.3g} BPM, outside "
+                          f"{TEMPO_RANGE_BPM[0]:g}..{TEMPO_RANGE_BPM[1]:g}: the checkpoint or the sampling settings are "
+                          "broken; nothing was written")
+    na = ppart.note_array()
+    return float((na["onset_sec"] + na["duration_sec"]).max()) if len(na) else 0.0
 
 
 def find_scores(folder: Path, exclude: Path | None = None) -> list[Path]:

@@ -103,8 +103,11 @@ class DexterRenderer:
                  samples: int = 1, spread: tuple[float, float, float] | None = None, curves: str | None = None):
         from .engine import load_expression
 
+        from .checks import check_seed
+
         if samples < 1:
             raise DexterError(f"--samples must be at least 1, got {samples}")
+        check_seed(seed)
         self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
         self.temperature, self.samples, self.spread, self.curves = temperature, samples, spread, curves
         self.loaded = load_expression(checkpoint)  # once, not per piece
@@ -135,10 +138,11 @@ class DexterRenderer:
 
 
 class ExternalRenderer:
-    """MIDI files produced by another system, one per piece, aligned to the score with parangonar."""
+    """MIDI files produced by another system, one per piece: matched to the score by order within
+    each pitch when a file plays exactly the score's notes (``by_order``), else aligned with parangonar."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, by_order: bool = True):
+        self.folder, self.by_order = Path(folder), by_order
         if not self.folder.is_dir():
             raise DexterError(f"external renderer folder not found: {folder}")
 
@@ -157,7 +161,7 @@ class ExternalRenderer:
         midi = self.find(piece)
         perf, _ = load_performance(midi)
         # a file that plays exactly the score's notes is matched by order within each pitch; others by parangonar
-        p, mask, _ = encode_file_performance(piece.score, perf, midi.name)
+        p, mask, _ = encode_file_performance(piece.score, perf, midi.name, by_order=self.by_order)
         return Performance(p, mask, from_file=True)
 
 

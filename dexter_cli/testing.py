@@ -68,6 +68,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     from .data.dataset import PairSet, SegmentSet
     from .data.decode import decode_performance, save_midi
     from .data.store import CodecStore
+    from .checks import check_seed
     from .engine import load_expression, sampling_curves, sampling_settings, sampling_steps
     from .fileio import write_json
     from .metrics import segment_curve_scores
@@ -93,7 +94,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         raise DexterError(f"no test {'pairs' if transfer else 'segments'} in {store_path}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     preds, labels, masks, sources, moved = [], [], [], [], []
     cache: dict = {}
     report = TestReport()

@@ -94,6 +94,16 @@ def _datasets(cfg: TrainConfig, store: CodecStore):
     return train, valid
 
 
+def check_finite_store(store: CodecStore, chunk: int = 4096) -> None:
+    """Refuse a store whose codec arrays hold NaN or infinite values, naming the file and the count."""
+    for name in ("p_codec", "s_codec", "c_codec"):
+        arr = getattr(store, name)
+        bad = sum(int((~np.isfinite(np.asarray(arr[i:i + chunk]))).sum()) for i in range(0, len(arr), chunk))
+        if bad:
+            raise DexterError(f"{store.path / (name + '.npy')} holds {bad} non-finite values: rebuild the store "
+                              "with dexter codec")
+
+
 def model_stats(cfg: TrainConfig, store: CodecStore) -> dict:
     """The store's normalisation statistics, with the linear prior's weights when the task has one
     (fitted on the real train segments, the same on every process and at every resume)."""
@@ -174,6 +184,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
 
     t_start = time.perf_counter()
     store = CodecStore(cfg.data.path)
+    check_finite_store(store)
     meta = store.meta
     cfg.model.p_dim, cfg.model.s_dim, cfg.model.c_dim = (len(meta["p_codec_names"]), len(meta["s_codec_names"]),
                                                           len(meta["c_codec_names"]))
@@ -242,6 +253,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     step = int(state["step"]) if state is not None else 0
     best = float(state.get("best_valid", float("inf"))) if state is not None else float("inf")
     nonfinite_total = int(state.get("nonfinite_steps", 0)) if state is not None else 0
+    good_steps = int(state.get("good_steps", step - nonfinite_total)) if state is not None else 0
     seconds_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
     elapsed = lambda: seconds_before + time.perf_counter() - t_start  # noqa: E731  (over resumes)
     if accelerator.is_main_process:
@@ -271,9 +283,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             save_training_state(state_dir, model=accelerator.unwrap_model(model).state_dict(), ema=ema,
                                 optimizer=optimizer.state_dict(), step=step, config=cfg.to_dict(),
                                 extra={"best_valid": best, "nonfinite_steps": nonfinite_total,
-                                       "train_seconds": elapsed(), "stats": stats, "init_facts": init_facts})
-            export_inference(run_dir / "checkpoints" / "last", ema,
-                             ckpt_config(step, train_seconds=elapsed()))
+                                       "good_steps": good_steps, "train_seconds": elapsed(), "stats": stats,
+                                       "init_facts": init_facts})
+            if good_steps:  # a model that no step has trained is not exported
+                export_inference(run_dir / "checkpoints" / "last", ema,
+                                 ckpt_config(step, train_seconds=elapsed()))
         accelerator.wait_for_everyone()
 
     def evaluate() -> dict:
@@ -341,6 +355,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                 step += 1
                 continue
             consecutive_bad = 0
+            good_steps += 1
             if cfg.optim.clip_grad > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
             optimizer.step()
@@ -369,7 +384,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                 if accelerator.is_main_process:
                     ev = evaluate()
                     log({"step": step, **ev})
-                    if ev.get("valid_loss", float("inf")) < best:
+                    if good_steps and ev.get("valid_loss", float("inf")) < best:
                         best = ev["valid_loss"]
                         export_inference(run_dir / "checkpoints" / "best", ema,
                                          ckpt_config(step, valid_loss=best, train_seconds=elapsed()))
@@ -383,6 +398,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                 save_state()
                 raise TrainingInterrupted(step, stop["signum"])
         save_state()
+        if not good_steps:
+            raise DexterError(f"no training step had a finite loss ({nonfinite_total} skipped): no checkpoint was "
+                              "exported; check the data and lower optim.lr")
         if accelerator.is_main_process and not (run_dir / "checkpoints" / "best").exists():
             export_inference(run_dir / "checkpoints" / "best", ema,
                              ckpt_config(step, train_seconds=elapsed()))

@@ -68,7 +68,8 @@ def auto_align(score_part: object, perf: object) -> list[dict]:
 
 
 def check_coverage(alignment: list[dict], score: object, perf: object, name: str) -> float:
-    """Fraction of score notes matched with the right pitch; refuse a performance of another piece.
+    """Fraction of score notes matched with the right pitch; refuse a performance of another piece:
+    at least ``MIN_MATCHED_FRACTION`` of the score's notes and of the performance's must be matched.
 
     Parameters
     ----------
@@ -85,6 +86,10 @@ def check_coverage(alignment: list[dict], score: object, perf: object, name: str
     frac = good / max(1, len(score.note_ids))
     if frac < MIN_MATCHED_FRACTION:
         raise DexterError(f"{name} matches only {100 * frac:.0f}% of the score's notes: is it a performance of this piece?")
+    perf_frac = good / max(1, len(p_pitch))  # a longer performance of another piece can cover a short score
+    if perf_frac < MIN_MATCHED_FRACTION:
+        raise DexterError(f"only {100 * perf_frac:.0f}% of the notes of {name} match the score "
+                          f"({100 * frac:.0f}% of the score's notes are matched): is it a performance of this piece?")
     return frac
 
 

@@ -105,6 +105,7 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
         od = decode_time(score_onsets=na["onset_beat"].astype(float), score_durations=na["duration_beat"].astype(float),
                          parameters=params)
     onsets = od[:, 0] - min(0.0, od[:, 0].min())
+    onsets = unisons_in_score_order(onsets, na["onset_beat"], na["pitch"])
     durations = np.maximum(od[:, 1], MIN_DURATION_S)
     onsets, durations = separate_repeated_keys(onsets, durations, na["pitch"])
     velocity = np.clip(np.round(p[:, 1] * 127), 1, 127).astype(int)
@@ -116,6 +117,22 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
                                            offsets.tolist(), velocity.tolist())]
     controls = pedal_events(onsets, p[:, 4])
     return pt.performance.PerformedPart(notes, controls=controls)
+
+
+def unisons_in_score_order(onsets: np.ndarray, onset_beat: np.ndarray, pitches: np.ndarray) -> np.ndarray:
+    """Onsets where the notes of one key at one score onset (a unison of two voices) sound in score order.
+
+    Such notes are one key struck twice, and a MIDI file cannot tell which strike is which
+    note: their onset times are given out in score order, so that a reader that matches a
+    file's notes to the score by order within each pitch matches them as they were written.
+    """
+    group, _ = onset_groups(onset_beat)
+    key = group * 128 + np.asarray(pitches, dtype=np.int64)
+    by_time = np.lexsort((np.arange(len(key)), onsets, key))
+    by_score = np.lexsort((np.arange(len(key)), key))
+    out = np.asarray(onsets, dtype=np.float64).copy()
+    out[by_score] = np.asarray(onsets, dtype=np.float64)[by_time]
+    return out
 
 
 def separate_repeated_keys(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray,

@@ -72,8 +72,8 @@ def order_alignment(score_ids: np.ndarray, score_pitch: np.ndarray, expected_ons
 
 
 def encode_file_performance(score: LoadedScore, perf: object, name: str,
-                            expected_onset: np.ndarray | None = None,
-                            align: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+                            expected_onset: np.ndarray | None = None, align: bool = True,
+                            by_order: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
     """Encode a performance read from a MIDI file against its score, as a human one is encoded.
 
     Parameters
@@ -87,6 +87,8 @@ def encode_file_performance(score: LoadedScore, perf: object, name: str,
     align : bool
         When the file does not hold exactly the score's notes, align it with parangonar
         (otherwise that is an error).
+    by_order : bool
+        Try the match by order first (False: always parangonar).
 
     Returns
     -------
@@ -98,7 +100,7 @@ def encode_file_performance(score: LoadedScore, perf: object, name: str,
 
     na = score.note_array
     expected = na["onset_beat"].astype(np.float64) if expected_onset is None else expected_onset
-    alignment = order_alignment(score.note_ids, na["pitch"], expected, perf.note_array())
+    alignment = order_alignment(score.note_ids, na["pitch"], expected, perf.note_array()) if by_order else None
     how = "order"
     if alignment is None:
         if not align:

@@ -88,8 +88,11 @@ def pair_store(store_path: Path, k: int | None = None, seed: int = 0) -> PairRep
         Maximum number of pairs; None for all.
     seed : int
     """
-    if k is not None and k < 0:
-        raise DexterError(f"--k must be positive, got {k}")
+    from ..checks import check_seed
+
+    if k is not None and k < 1:
+        raise DexterError(f"--k must be at least 1 (leave it out for all pairs), got {k}")
+    check_seed(seed)
     t0 = time.perf_counter()
     store = CodecStore(store_path)
     group = np.asarray(store.seg_group)

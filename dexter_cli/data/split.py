@@ -12,16 +12,20 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
-    """Parse ``"85/5/10"`` into fractions summing to 1."""
+    """Parse ``"85/5/10"`` (percentages adding up to 100, or fractions to 1) into fractions summing to 1."""
     from ..errors import DexterError
 
     try:
         parts = [float(x) for x in text.split("/")]
     except ValueError:
         parts = []
-    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+    if len(parts) != 3 or any(not p >= 0 for p in parts) or sum(parts) <= 0:
         raise DexterError(f"--split must look like 85/5/10 (train/valid/test), got {text!r}")
     total = sum(parts)
+    if abs(total - 100) > 1e-6 and abs(total - 1) > 1e-9:
+        raise DexterError(f"--split percentages must add up to 100 (or fractions to 1), got {text!r} = {total:g}")
+    if parts[0] == 0:
+        raise DexterError(f"--split {text!r} leaves no piece for training")
     return parts[0] / total, parts[1] / total, parts[2] / total
 
 

@@ -120,6 +120,8 @@ def assemble_store(
     if N < 1:
         raise DexterError(f"--max-note-seq must be positive, got {N}")
     (store / "meta.json").unlink(missing_ok=True)  # from here on the store is incomplete
+    for stale in store.glob(".*.tmp*"):  # left by an assembly killed mid-write (atomic writes' temporary files)
+        stale.unlink(missing_ok=True)
 
     sources = sorted(sources, key=lambda s: s.key)
     perfs, skipped, missing = [], [], 0
