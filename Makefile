@@ -20,7 +20,7 @@ bench-codec:
 
 # docs/robustness.md: every bad input and fault the robustness tests try, and what dexter answered
 robustness-table:
-	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py tests/test_robustness_commands.py tests/test_faults.py
+	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py tests/test_robustness_commands.py tests/test_faults.py tests/test_reliability.py tests/test_robustness_inputs.py
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -96,6 +97,37 @@ def check_finite_weights(state: dict[str, torch.Tensor], config: dict, where: st
     n = _nonfinite_numbers(config.get("codec", {}).get("stats", {}))
     if n:
         raise DexterError(f"checkpoint {where}: its codec statistics hold {n} non-finite values; the model is broken")
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str | None:
+    """How stored weights fail to fit a model, in one line, or None when they fit.
+
+    Parameters
+    ----------
+    expected : dict of tensors
+        The model's ``state_dict()``.
+    given : dict of tensors
+        The stored weights.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"2 weights missing (first: head.weight), 1 unexpected (first: extra.bias)"``.
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(given) if tuple(expected[k].shape) != tuple(given[k].shape))
+    out = []
+    if missing:
+        out.append(f"{len(missing)} weights missing (first: {missing[0]})")
+    if unexpected:
+        out.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    if reshaped:
+        k = reshaped[0]
+        shape = lambda t: "x".join(map(str, t.shape)) or "scalar"  # noqa: E731
+        out.append(f"{len(reshaped)} of another shape (first: {k}, {shape(given[k])} stored, "
+                   f"{shape(expected[k])} in the model)")
+    return ", ".join(out) or None
 
 
 def export_inference(directory: Path, state: dict[str, torch.Tensor], config: dict, *,
@@ -197,13 +229,24 @@ def load_training_state(directory: Path) -> dict:
         raise DexterError(f"no training state to resume at {directory}")
     try:
         info = json.loads((directory / "trainer.json").read_text())
-        return {
-            **info,
-            "model": load_file(str(directory / "model.safetensors")),
-            "ema": load_file(str(directory / "ema.safetensors")),
-            "optimizer": torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu"),
-        }
-    except DexterError:
-        raise
-    except Exception as exc:
-        raise DexterError(f"training state at {directory} is damaged: {exc}") from exc
+        model = load_file(str(directory / "model.safetensors"))
+        ema = load_file(str(directory / "ema.safetensors"))
+    except Exception as exc:  # OSError, JSON's or safetensors' own errors on a damaged file
+        raise DexterError(f"training state at {directory} is damaged: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from exc
+    return {**info, "model": model, "ema": ema, "optimizer": _load_tensor_file(directory / "optimizer.pt")}
+
+
+def _load_tensor_file(file: Path) -> dict:
+    """``torch.load`` of a file that may hold tensors and plain containers only (``weights_only``):
+    one that asks for any other Python object (which could run code) is refused."""
+    import pickle
+
+    try:
+        return torch.load(file, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:  # torch's text here advises weights_only=False: never repeat it
+        wanted = re.search(r"GLOBAL (\S+)", str(exc))
+        why = f"it asks for the Python object {wanted.group(1)}" if wanted else "damaged?"
+        raise DexterError(f"{file} is not a plain tensor file ({why}) and was refused") from exc
+    except Exception as exc:  # OSError, or torch's own error on a damaged archive
+        raise DexterError(f"{file} is damaged: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc

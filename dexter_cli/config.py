@@ -156,10 +156,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         path = Path(path)
         if not path.is_file():
             raise DexterError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise DexterError(f"{path} is not valid YAML: {exc}") from exc
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise DexterError(f"{path} must hold a mapping of settings")
         if isinstance(data.get("model"), str):
@@ -201,11 +198,60 @@ def _check_optim(cfg: TrainConfig) -> None:
     check_seed(cfg.seed, "--seed (seed)")
 
 
+def read_yaml(path: Path) -> Any:
+    """The value a YAML file holds.
+
+    Parameters
+    ----------
+    path : Path
+        A YAML file (UTF-8).
+
+    Returns
+    -------
+    object
+        What ``yaml.safe_load`` makes of it (None for an empty file).
+
+    Raises
+    ------
+    DexterError
+        An unreadable file, or YAML that does not parse: one line with the line and column.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise DexterError(f"{path} is not UTF-8 text (byte {byte:#04x} at offset {exc.start})") from exc
+    except OSError as exc:
+        raise DexterError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DexterError(f"{path} is not valid YAML: {_yaml_problem(exc, text)}") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """PyYAML's several-line report in one line: where, what, and while doing what."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        out = f"{at(exc.problem_mark)}: {exc.problem or 'not valid here'}"
+        if exc.context:
+            out += f" ({exc.context}" + (f" from {at(exc.context_mark)}" if exc.context_mark is not None else "") + ")"
+        return out
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        return f"line {line}, column {column}: character {char} is not allowed in YAML"
+    return " ".join(str(exc).split())
+
+
 def load_model_yaml(name: str, base: Path) -> dict:
     """Read a model config YAML by path (tried relative to ``base``, then as given)."""
     for cand in (base / name, Path(name), base.parent / name):
         if cand.is_file():
-            data = yaml.safe_load(cand.read_text()) or {}
+            data = read_yaml(cand) or {}
             if not isinstance(data, dict):
                 raise DexterError(f"{cand} must hold a mapping of model settings")
             return data

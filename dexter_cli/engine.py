@@ -355,7 +355,7 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     DexterError
         No such checkpoint, a damaged one, or one that does not fit this codec.
     """
-    from .checkpoint import load_inference
+    from .checkpoint import load_inference, weights_mismatch
     from .data.codec import C_CODEC_NAMES, P_CODEC_NAMES
     from .data.vocab import S_CODEC_NAMES
 
@@ -367,11 +367,19 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     for key, names in (("p_codec_names", P_CODEC_NAMES), ("s_codec_names", S_CODEC_NAMES), ("c_codec_names", C_CODEC_NAMES)):
         if list(codec.get(key, [])) != list(names):
             raise DexterError(f"checkpoint {path} was trained on another codec ({key} differ): retrain or use a matching dexter")
+    n = codec.get("max_note_seq")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise DexterError(f"checkpoint {path}: its config gives the segment length max_note_seq {n!r}; it must be an "
+                          "integer of 2 or more (the checkpoint is damaged)")
     try:
         model_cfg = ModelConfig.from_dict(config["model"])
         expr = build_expression(model_cfg, codec["stats"], config.get("task", {}))
-        expr.model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError, TypeError) as exc:
-        raise DexterError(f"checkpoint {path} does not fit its config: {str(exc).splitlines()[0]}") from exc
+        raise DexterError(f"checkpoint {path} does not fit its config: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from exc
+    mismatch = weights_mismatch(expr.model.state_dict(), state)
+    if mismatch:
+        raise DexterError(f"checkpoint {path} does not fit its config: {mismatch}")
+    expr.model.load_state_dict(state, strict=True)
     expr.model.eval()
     return expr, config

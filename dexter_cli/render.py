@@ -379,6 +379,9 @@ def check_outputs(inputs: list[Path | None], outputs: list[Path | None]) -> None
         check_writable(o)
 
 
+MAX_PERFORMANCE_S = 12 * 3600.0  # no piano piece lasts half a day; MIDI's delta times run out near 2^28 ticks
+
+
 def check_performance(score, p_codec: np.ndarray, ppart) -> float:
     """A rendered performance's length in seconds, after checking that it is one: finite values and
     a median tempo a pianist could play (the range the codec accepts from data). A model that
@@ -394,7 +397,13 @@ def check_performance(score, p_codec: np.ndarray, ppart) -> float:
                           f"{TEMPO_RANGE_BPM[0]:g}..{TEMPO_RANGE_BPM[1]:g}: the checkpoint or the sampling settings are "
                           "broken; nothing was written")
     na = ppart.note_array()
-    return float((na["onset_sec"] + na["duration_sec"]).max()) if len(na) else 0.0
+    length = float((na["onset_sec"] + na["duration_sec"]).max()) if len(na) else 0.0
+    if length > MAX_PERFORMANCE_S:
+        longest = int(np.argmax(na["duration_sec"]))
+        raise DexterError(f"the performance would last {length / 3600:.3g} hours (note {na['id'][longest]} alone "
+                          f"{float(na['duration_sec'][longest]):.3g} s): does the score hold a note of absurd duration? "
+                          "nothing was written")
+    return length
 
 
 def find_scores(folder: Path, exclude: Path | None = None) -> list[Path]:

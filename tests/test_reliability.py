@@ -254,3 +254,67 @@ def test_assembly_removes_temporary_files_left_by_a_killed_run(tmp_path):
     stray.write_text("{")
     run_codec(store, datasets_root=None, roots={"asap": tmp_path / "asap"}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
     assert not stray.exists() and (store / "scores.json").is_file()
+
+
+def test_a_performance_of_absurd_length_is_an_error_not_a_file(score, monkeypatch):
+    """Notes held 2^10 times their notated length: a performance longer than the cap (lowered here
+    from half a day to 100 s, as a score note of absurd duration would exceed it) is refused."""
+    import dexter_cli.render as render
+    from dexter_cli.data.decode import decode_performance
+    from dexter_cli.data.scores import load_score
+    from dexter_cli.errors import DexterError
+    from dexter_cli.render import check_performance
+
+    s = load_score(score)
+    p = np.full((len(s), 5), 0.5)
+    assert check_performance(s, p, decode_performance(s, p)) < 100
+    p[:, 3] = 10.0
+    monkeypatch.setattr(render, "MAX_PERFORMANCE_S", 100.0)
+    with pytest.raises(DexterError, match="absurd duration"):
+        check_performance(s, p, decode_performance(s, p))
+
+
+def test_a_binary_metadata_csv_is_one_line(cli, tmp_path):
+    root = make_asap_tree(tmp_path / "asap", {"A/B/1": 2}, n_notes=16)
+    (root / "metadata.csv").write_bytes(bytes(range(256)) * 8)
+    code, _, err = cli(["codec", "--asap-root", str(root), "--datasets", "asap", "--out", str(tmp_path / "s")],
+                       "binary metadata.csv")
+    _one_line_error(code, err, "metadata.csv is not a UTF-8 CSV")
+
+
+@pytest.mark.parametrize("what", ["codec", "pair"])
+def test_unwritable_stores_are_refused_before_any_work(cli, tmp_path, what):
+    if what == "codec":
+        root = make_asap_tree(tmp_path / "asap", {"A/B/1": 2}, n_notes=16)
+        args = ["codec", "--asap-root", str(root), "--datasets", "asap", "--out", "/sys/store"]
+    else:  # a store whose folder cannot take pairs.npy: the store inside a file's place is simulated by /sys
+        args = ["pair", "--data", "/sys"]
+    code, _, err = cli(args, f"{what} into a read-only place")
+    assert code == 1 and "unexpected" not in err
+    if what == "codec":
+        _one_line_error(code, err, "cannot write codec store")
+
+
+@pytest.mark.parametrize("case", ["stats missing", "stats of the wrong type", "stats too short"])
+def test_a_store_whose_meta_json_stats_are_broken_is_one_line(cli, tmp_path, case):
+    store = _tiny_store(tmp_path)
+    meta = json.loads((store / "meta.json").read_text())
+    if case == "stats missing":
+        del meta["stats"]
+    elif case == "stats of the wrong type":
+        meta["stats"]["p_mean"] = "zero"
+    else:
+        meta["stats"]["s_std"] = meta["stats"]["s_std"][:3]
+    (store / "meta.json").write_text(json.dumps(meta))
+    code, _, err = cli(["pair", "--data", str(store)], f"meta.json: {case}")
+    _one_line_error(code, err, "meta.json", "re-run `dexter codec`")
+
+
+def test_a_checkpoint_config_with_max_note_seq_0_is_one_line(cli, tmp_path, score, checkpoint):
+    from dexter_cli.checkpoint import export_inference, load_inference
+
+    state, config = load_inference(checkpoint)
+    export_inference(tmp_path / "ck", state, {**config, "codec": {**config["codec"], "max_note_seq": 0}})
+    code, _, err = cli(["render", str(score), "-o", str(tmp_path / "x.mid"), "--checkpoint", str(tmp_path / "ck")],
+                       "checkpoint config with max_note_seq 0")
+    _one_line_error(code, err, "max_note_seq 0")

@@ -188,6 +188,36 @@ def test_windows_cover_the_sequence_and_merge_is_an_average():
     assert torch.allclose(ident(x, torch.tensor([0]), {}), x, atol=1e-6)
 
 
+def test_merge_is_the_ramp_weighted_average_of_position_dependent_windows():
+    """Two windows of 16 over 24 items (overlap 8): each item's output is the hand-computed
+    ramp-weighted mean of what the two windows said there, for a denoiser whose output depends on
+    the position within its window and on the window; the windows may stream one call at a time."""
+    import torch
+
+    calls = []
+
+    def denoiser(x, t, c):  # window k says 100 k + position within the window at every item
+        calls.append(len(x))
+        pos = torch.arange(x.shape[1], dtype=x.dtype).reshape(1, -1, 1)
+        return c["k"][:, :1].reshape(-1, 1, 1).to(x.dtype) * 100 + pos + 0 * x
+
+    x = torch.zeros(1, 24, 1)
+    ramp = [(j + 1) / 9 for j in range(8)]  # window_weights(16, 8): ramps of 8 at both ends
+    w0, w1 = [1.0] * 8 + ramp[::-1], ramp + [1.0] * 8
+    expected = [float(j) for j in range(8)]
+    for j in range(8, 16):  # item j: window 0 at position j, window 1 at position j - 8
+        a, b = w0[j], w1[j - 8]
+        expected.append((a * j + b * (100 + j - 8)) / (a + b))
+    expected += [100.0 + j - 8 for j in range(16, 24)]
+    for max_batch in (1, 32):
+        calls.clear()
+        wd = WindowedDenoiser(denoiser, n=24, window=16, stride=8, seq_keys=("k",), max_batch=max_batch)
+        out = wd(x, torch.tensor([5]), {"k": torch.tensor([[0.0] * 8 + [1.0] * 16])})
+        # the per-item cond "k" windowed: window 0 sees k = 0 at its first item, window 1 sees 1
+        assert calls == ([1, 1] if max_batch == 1 else [2])
+        torch.testing.assert_close(out[0, :, 0], torch.tensor(expected, dtype=out.dtype))
+
+
 def test_an_offset_moves_the_inner_window_edges_and_still_covers_the_sequence():
     import torch
 

@@ -14,7 +14,7 @@ import traceback
 import typer
 
 from .. import __version__
-from ..errors import DexterError
+from ..errors import DexterError, DexterWarning
 from ._common import STATE, console_err
 
 app = typer.Typer(
@@ -50,8 +50,21 @@ for _module in (codec, pair, train, test, render, evaluate):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``dexter`` executable."""
+    import warnings
+
+
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, DexterWarning):  # one yellow line, as an error is one red line
+            console_err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
     try:
-        app(args=argv, prog_name="dexter")
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            app(args=argv, prog_name="dexter")
     except DexterError as exc:
         if STATE.get("debug"):
             traceback.print_exc()

@@ -188,10 +188,14 @@ def _asap_pieces(root: Path) -> dict[str, str]:
     meta = root / "metadata.csv"
     pieces: dict[str, str] = {}
     if meta.is_file():
-        with open(meta, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                if row.get("folder") and row.get("composer") and row.get("title"):
-                    pieces[row["folder"].strip("/")] = f"{row['composer']}/{row['title']}"
+        try:
+            with open(meta, newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    if row.get("folder") and row.get("composer") and row.get("title"):
+                        pieces[row["folder"].strip("/")] = f"{row['composer']}/{row['title']}"
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DexterError(f"{meta} is not a UTF-8 CSV file ({type(exc).__name__}: {str(exc)[:80]}); "
+                              "restore ASAP's metadata.csv or remove it") from exc
     return pieces
 
 

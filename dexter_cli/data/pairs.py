@@ -95,6 +95,9 @@ def pair_store(store_path: Path, k: int | None = None, seed: int = 0) -> PairRep
     check_seed(seed)
     t0 = time.perf_counter()
     store = CodecStore(store_path)
+    from ..fileio import check_writable
+
+    check_writable(store.path / "pairs.npy", "pairs")
     group = np.asarray(store.seg_group)
     eligible = np.asarray(store.seg_synthetic) == 0
     pairs, unpaired = make_pairs(group, eligible, k, seed)

@@ -109,6 +109,9 @@ def run_codec(
         where = "; ".join(f"{d.dataset}: {d.note or 'nothing usable'}" for d in discoveries) or "no dataset"
         raise DexterError(f"no aligned performance found ({where})")
     out = Path(out)
+    from ..fileio import check_writable
+
+    check_writable(out / "meta.json", "codec store")  # a read-only place fails now, not after the encoding
     if merge_only:
         report = EncodeReport()
     else:

@@ -7,13 +7,17 @@ same columns whatever its meter, markings or instrumentation. Values are raw
 
 from __future__ import annotations
 
+import re
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DexterError
+from ..errors import DexterError, DexterWarning
 from ._partitura import pt, quiet
+from .score_checks import check_kern, check_mei, check_musicxml
 
 from .vocab import _ARTICULATIONS, _FEATURE_FUNCTIONS, _NA_COLUMNS, _PT_COLUMNS, S_CODEC_NAMES  # noqa: F401
 
@@ -60,6 +64,16 @@ def parse_score(path: Path) -> object:
     Returns
     -------
     partitura Part
+
+    Raises
+    ------
+    DexterError
+        A file partitura cannot read, or would misread (:mod:`dexter_cli.data.score_checks`).
+
+    Warns
+    -----
+    DexterWarning
+        Repeat counts (``times``) that are not honoured.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,17 +83,45 @@ def parse_score(path: Path) -> object:
                           f"Humdrum .krn/.kern, MIDI .mid/.midi)")
     if path.stat().st_size == 0:
         raise DexterError(f"cannot read score {path.name}: the file is empty")
+    suffix, notes = path.suffix.lower(), []
     try:
         with quiet():
-            parts = list(pt.load_score(str(path)).parts)
+            if suffix in (".krn", ".kern"):
+                check_kern(path)
+            elif suffix in (".musicxml", ".xml", ".mxl"):
+                notes = check_musicxml(path)
+            with_ids = check_mei(path) if suffix == ".mei" else None
+            parts = list((_load_with_ids(path, with_ids) if with_ids is not None else pt.load_score(str(path))).parts)
             if not parts:
                 raise DexterError(f"score has no parts: {path}")
-            return pt.score.merge_parts(parts) if len(parts) > 1 else parts[0]
+            part = pt.score.merge_parts(parts) if len(parts) > 1 else parts[0]
     except DexterError:
         raise
     except Exception as exc:  # partitura raises many types on malformed files
-        why = str(exc).strip() or "the file ends early (truncated?)"
-        raise DexterError(f"cannot read score {path.name}: {type(exc).__name__}: {why}") from exc
+        raise DexterError(f"cannot read score {path.name}: {_why(exc, suffix)}") from exc
+    for note in notes:
+        warnings.warn(note, DexterWarning, stacklevel=2)
+    return part
+
+
+def _load_with_ids(path: Path, document: bytes) -> object:
+    """partitura's score of an MEI document given as bytes (read from a copy named as ``path``)."""
+    with tempfile.TemporaryDirectory(prefix="dexter-") as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_bytes(document)
+        return pt.load_score(str(copy))
+
+
+def _why(exc: Exception, suffix: str = "") -> str:
+    """One line on an exception partitura raised: its type and message, whitespace folded, without
+    libxml2's advice to parse with XML_PARSE_HUGE (not the user's to take); an MEI file's KeyError
+    names the attribute or value partitura looked for."""
+    if isinstance(exc, KeyError) and suffix == ".mei":
+        key = exc.args[0] if exc.args else None
+        return (f"{key!r} is missing or has a value partitura does not read (KeyError)" if key is not None
+                else "an attribute or reference that partitura needs is missing (KeyError: None)")
+    why = re.sub(r",? (?:try|use) XML_PARSE_HUGE(?: option)? ?", "", " ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {why or 'the file ends early (truncated?)'}"
 
 
 def prepare_score(part: object, unfold: bool = False, name: str = "score") -> LoadedScore:
@@ -93,16 +135,38 @@ def prepare_score(part: object, unfold: bool = False, name: str = "score") -> Lo
         Unfold repeats maximally with ids ``<id>-<pass>`` (ASAP's convention).
     name : str
         Used in error messages.
+
+    Raises
+    ------
+    DexterError
+        No notes, or none that lasts any time (grace notes only, every duration 0).
+
+    Warns
+    -----
+    DexterWarning
+        Pitches outside MIDI's 0-127 (a performance plays them clamped to that range).
     """
+    notes = part.notes_tied
+    if not notes:
+        raise DexterError(f"score has no notes: {name}")
+    if all(n.duration_tied == 0 for n in notes):  # partitura's maps need a score that lasts some time
+        raise DexterError(f"cannot read score {name}: none of its {len(notes)} notes lasts any time "
+                          "(grace notes only, or every duration 0)")
     try:
         with quiet():
             if unfold:
                 part = pt.score.unfold_part_maximal(part, update_ids=True)
             na = note_array(part)
     except Exception as exc:
-        raise DexterError(f"cannot read score {name}: {type(exc).__name__}: {exc}") from exc
+        raise DexterError(f"cannot read score {name}: {_why(exc)}") from exc
     if len(na) == 0:
         raise DexterError(f"score has no notes: {name}")
+    outside = na["pitch"][(na["pitch"] < 0) | (na["pitch"] > 127)]
+    if len(outside):
+        span = f"{outside.min()}" if outside.min() == outside.max() else f"{outside.min()} to {outside.max()}"
+        notes = f"{len(outside)} note" + ("s" if len(outside) > 1 else "")
+        warnings.warn(f"{name}: pitches outside MIDI's range 0-127 ({span}, {notes}) are played clamped to 0 and 127",
+                      DexterWarning, stacklevel=2)
     order = np.lexsort((na["pitch"], na["onset_div"]))
     return LoadedScore(part, na["id"][order].astype(str), order, na[order], unfold)
 

@@ -49,6 +49,7 @@ INDEX_COLUMNS = ("segment_id", "piece", "performance", "dataset", "score", "segm
                  "synthetic", "n_notes", "n_played", "has_cep")
 ARRAY_FILES = ("p_codec", "c_codec", "mask", "s_index", "note_index", "s_codec",
                "seg_split", "seg_synthetic", "seg_group", "seg_perf")
+SEGMENT_ARRAYS = ("p_codec", "c_codec", "mask", "s_index", "note_index")  # (S, N, ...): N notes per segment
 
 
 @dataclass
@@ -325,7 +326,44 @@ class CodecStore:
                 why = ("not a plain numeric array (pickled objects are never loaded)" if "pickle" in str(exc)
                        else str(exc))
                 raise DexterError(f"{self.path}: damaged array file {name}.npy: {why}; re-run `dexter codec`") from exc
-        self.N = int(self.meta["max_note_seq"])
+        try:
+            self.N = int(self.meta["max_note_seq"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DexterError(f"{meta_path} gives no segment length (max_note_seq): re-run `dexter codec`") from exc
+        self._check_shapes()
+        self._check_meta(meta_path)
+
+    def _check_meta(self, meta_path: Path) -> None:
+        """Refuse a ``meta.json`` whose statistics do not fit the codecs it names (a packed store keeps
+        the full store's counts, so the counts are not compared with the arrays)."""
+        dims = {"p": len(self.meta.get("p_codec_names", [])), "c": len(self.meta.get("c_codec_names", [])),
+                "s": len(self.meta.get("s_codec_names", []))}
+        stats = self.meta.get("stats")
+        if not isinstance(stats, dict):
+            raise DexterError(f"{meta_path} holds no codec statistics (stats): re-run `dexter codec`")
+        for key in ("p_mean", "p_std", "p_log_mean", "p_log_std", "c_mean", "c_std", "s_mean", "s_std"):
+            v = stats.get(key)
+            ok = isinstance(v, list) and len(v) == dims[key[0]] and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            if not ok:
+                raise DexterError(f"{meta_path}: stats.{key} must be a list of {dims[key[0]]} numbers, got "
+                                  f"{type(v).__name__}{f' of {len(v)}' if isinstance(v, list) else ''}: "
+                                  "re-run `dexter codec`")
+
+    def _check_shapes(self) -> None:
+        """Refuse arrays that disagree with each other (segment count) or with ``meta.json`` (segment length N)."""
+        S = self.seg_split.shape[0] if self.seg_split.ndim else 0
+        for name in ARRAY_FILES:
+            shape = getattr(self, name).shape
+            if name == "s_codec":  # one row per score note, not per segment
+                continue
+            if not shape or shape[0] != S:
+                raise DexterError(f"{self.path}: {name}.npy holds {shape[0] if shape else 0} segments, seg_split.npy "
+                                  f"{S}; the store is inconsistent: re-run `dexter codec`")
+            if name in SEGMENT_ARRAYS and (len(shape) < 2 or shape[1] != self.N):
+                held = shape[1] if len(shape) > 1 else "no"
+                raise DexterError(f"{self.path}: meta.json gives segments of {self.N} notes (max_note_seq), "
+                                  f"{name}.npy holds segments of {held}; the store is inconsistent: re-run `dexter codec`")
 
     def __len__(self) -> int:
         return len(self.seg_split)

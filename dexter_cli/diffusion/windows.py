@@ -1,7 +1,7 @@
 """Whole sequences from a fixed-length denoiser: overlapping windows reconciled at every step.
 
 MultiDiffusion (Bar-Tal et al., 2023): the sequence is cut into overlapping
-windows, all windows go through the denoiser as one batch, and the outputs are
+windows, the windows go through the denoiser in batches of bounded size, and the outputs are
 averaged where windows overlap (weighted so that each window counts least at
 its edges). Wrapped this way, a sequence-level denoiser is an ordinary
 denoiser callable, so every sampler runs on whole pieces unchanged.
@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]
+MAX_WINDOWS_PER_CALL = 32  # windows (x samples) per denoiser call: peak memory independent of the piece's length
 
 
 def window_starts(n: int, window: int, stride: int, offset: int = 0) -> list[int]:
@@ -64,6 +65,9 @@ class WindowedDenoiser:
         Distance between window starts (``window // 2``: every item in two windows).
     offset : int, optional
         Where the second window starts when not at ``stride`` (:func:`window_starts`).
+    max_batch : int, optional
+        At most this many windows go through ``denoiser`` in one call (the windows of a long
+        piece stream through it; the result is the same as one call).
     seq_keys : tuple of str
         Entries of ``cond`` that are per item (windowed); the others are per sequence (repeated).
         A ``cond`` dict is cut into windows once and reused while the same dict comes back:
@@ -71,8 +75,10 @@ class WindowedDenoiser:
     """
 
     def __init__(self, denoiser: Denoiser, n: int, window: int, stride: int, seq_keys: tuple[str, ...],
-                 offset: int = 0):
-        self.denoiser, self.n, self.window = denoiser, n, window
+                 offset: int = 0, max_batch: int = MAX_WINDOWS_PER_CALL):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.denoiser, self.n, self.window, self.max_batch = denoiser, n, window, max_batch
         self.seq_keys = seq_keys
         self.starts = window_starts(n, window, stride, offset)
         self.width = min(window, n)
@@ -104,5 +110,9 @@ class WindowedDenoiser:
             self._cond = cond
             self._wcond = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0))
                            for k, v in cond.items()}
-        out = self.denoiser(self.split(x), t.repeat_interleave(W), self._wcond)
+        xs, ts = self.split(x), t.repeat_interleave(W)
+        # at most max_batch windows per call: the network's activations stay bounded however long the piece
+        out = torch.cat([self.denoiser(xs[i:i + self.max_batch], ts[i:i + self.max_batch],
+                                       {k: v[i:i + self.max_batch] for k, v in self._wcond.items()})
+                         for i in range(0, len(xs), self.max_batch)])
         return self.merge(out, B)
