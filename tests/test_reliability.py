@@ -287,12 +287,32 @@ def test_unwritable_stores_are_refused_before_any_work(cli, tmp_path, what):
     if what == "codec":
         root = make_asap_tree(tmp_path / "asap", {"A/B/1": 2}, n_notes=16)
         args = ["codec", "--asap-root", str(root), "--datasets", "asap", "--out", "/sys/store"]
-    else:  # a store whose folder cannot take pairs.npy: the store inside a file's place is simulated by /sys
+    else:  # root writes into a chmod-555 folder, so a read-only store is checked at the function below
         args = ["pair", "--data", "/sys"]
-    code, _, err = cli(args, f"{what} into a read-only place")
-    assert code == 1 and "unexpected" not in err
-    if what == "codec":
-        _one_line_error(code, err, "cannot write codec store")
+    code, _, err = cli(args, f"{what} into a read-only place" if what == "codec" else "pair --data /sys (no store)")
+    _one_line_error(code, err, "cannot write codec store" if what == "codec" else "no codec store")
+
+
+def test_pair_checks_that_its_store_takes_new_files(tmp_path, monkeypatch):
+    """A store that cannot take pairs.npy fails before the pairing, naming the file (a read-only
+    folder, simulated where the tests run as root by a folder that refuses new files)."""
+    import tempfile as tf
+
+    from dexter_cli.data.pairs import pair_store
+    from dexter_cli.errors import DexterError
+
+    store = _tiny_store(tmp_path)
+    real = tf.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):  # noqa: A002
+        if dir is not None and Path(dir) == store:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tf, "mkstemp", refuse)
+    with pytest.raises(DexterError, match="cannot write pairs .*pairs.npy: .* is not writable"):
+        pair_store(store)
+    assert not (store / "pairs.npy").exists()
 
 
 @pytest.mark.parametrize("case", ["stats missing", "stats of the wrong type", "stats too short"])
