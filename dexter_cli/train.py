@@ -193,6 +193,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     train_set, valid_set = _datasets(cfg, store)
 
     run_dir = Path(cfg.run_dir)
+    from .fileio import check_writable
+
+    check_writable(run_dir / "config.yaml", "run folder")  # before the model is built, not at the first save
     state_dir = run_dir / "state"
     state = None
     if resume:

@@ -338,3 +338,42 @@ def test_a_checkpoint_config_with_max_note_seq_0_is_one_line(cli, tmp_path, scor
     code, _, err = cli(["render", str(score), "-o", str(tmp_path / "x.mid"), "--checkpoint", str(tmp_path / "ck")],
                        "checkpoint config with max_note_seq 0")
     _one_line_error(code, err, "max_note_seq 0")
+
+
+@pytest.mark.parametrize("what", ["evaluate", "train"])
+def test_unwritable_results_and_runs_are_refused_before_any_work(cli, tmp_path, checkpoint, what):
+    store = _store_of(checkpoint)
+    if what == "evaluate":
+        args = ["evaluate", "--data", str(store), "--checkpoint", str(checkpoint), "--split", "train", "-r", "dexter",
+                "--out", "/sys/results"]
+    else:
+        args = ["train", "--data", str(store), "--run-dir", "/sys/run", "--max-steps", "1", "-q"]
+    code, _, err = cli(args, f"{what} into a read-only place")
+    _one_line_error(code, err, "cannot write", "/sys is not writable")
+
+
+def test_training_that_makes_no_finite_step_exports_nothing(tmp_path, monkeypatch):
+    """Every loss non-finite: the run ends with an error and neither checkpoints/last nor best exists."""
+    import torch
+
+    from dexter_cli.config import load_config
+    from dexter_cli.engine import Expression
+    from dexter_cli.errors import DexterError
+    from dexter_cli.train import train
+
+    from .conftest import TINY
+
+    store = _tiny_store(tmp_path)
+    real = Expression.loss
+
+    def nan_loss(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        return {**out, "loss": out["loss"] * torch.tensor(float("nan"))}
+
+    monkeypatch.setattr(Expression, "loss", nan_loss)
+    cfg = load_config(None, TINY + [f"data.path={store}", f"run_dir={tmp_path / 'run'}", "optim.batch_size=4",
+                                    "optim.max_steps=3", "eval.every=1", "eval.log_every=1"])
+    with pytest.raises(DexterError, match="no training step had a finite loss"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints" / "last").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "best").exists()

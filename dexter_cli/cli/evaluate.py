@@ -41,9 +41,12 @@ def evaluate(
     from ..engine import check_curves
     from ..spread import parse_spread
 
+    from ..fileio import check_writable
+
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     gains = parse_spread(spread)  # a bad value fails before any work
     check_curves(curves)
+    check_writable(out / "results.json", "results")  # an unwritable folder fails now, not after the renders
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
                                 sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
