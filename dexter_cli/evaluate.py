@@ -2,8 +2,9 @@
 
 Every metric compares a rendered p_codec of a score with a human one over the
 same score notes (canonical order). Curves are per distinct score onset: tempo
-(BPM = 60 / mean beat_period of the onset's played notes, winsorised at 4x its
-median, compared in log BPM: tempo_dev is the mean |log ratio|) and velocity
+(BPM = 60 / mean beat_period of the onset's played notes, but the last onset's, winsorised
+at 4x its median, compared in log BPM: tempo_dev is the mean |log ratio|; a rendered curve
+varying by under 1 % is flat, r 0) and velocity
 (mean MIDI velocity). Each metric is reported as the median over all human
 references of the piece, next to the same metric computed leave-one-out
 between the human performances themselves: the human-to-human ceiling.
@@ -36,6 +37,9 @@ VOICING_METRICS = ("voicing_r", "voicing_dev", "voicing_kl")
 METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS + VOICING_METRICS
 DYN_LEVELS = ("dyn_ppp", "dyn_pp", "dyn_p", "dyn_mp", "dyn_mf", "dyn_f", "dyn_ff", "dyn_fff")  # softest first
 TEMPO_CLIP = 4.0  # per-onset tempo kept within [median / 4, median * 4]
+# a tempo curve whose log varies less than this (1 %) is flat: below a listener's threshold for a tempo
+# change, and within what 1 ms MIDI ticks resolve on short IOIs, so its r would correlate rounding
+FLAT_LOG_TEMPO = 0.01
 
 
 @dataclass
@@ -49,7 +53,8 @@ class Performance:
 
 
 def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray, np.ndarray]:
-    """Tempo (BPM) and velocity (MIDI) per distinct score onset; NaN where no note was played."""
+    """Tempo (BPM) and velocity (MIDI) per distinct score onset; NaN where no note was played, and
+    the tempo NaN at the last onset (its beat period is a codec convention, not an IOI)."""
     _, group = np.unique(onset_beat, return_inverse=True)
     G = group.max() + 1
     m = perf.mask.astype(bool)
@@ -59,6 +64,8 @@ def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         tempo = np.where(cnt > 0, 60.0 / (bp / np.maximum(cnt, 1)), np.nan)
         velocity = np.where(cnt > 0, vel / np.maximum(cnt, 1), np.nan)
+    if len(tempo):
+        tempo[-1] = np.nan  # the last onset has no next one: partitura takes its beat period from a duration
     if np.isfinite(tempo).any():
         # one misaligned note can make a 20x tempo spike at its onset; winsorise at 4x the median
         med = np.nanmedian(tempo)
@@ -108,7 +115,7 @@ def compare(onset_beat: np.ndarray, pred: Performance, ref: Performance,
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() < 3:
             out[f"{name}_r"] = float("nan")
-        elif np.std(a[ok]) < 1e-9:  # a flat rendering explains none of the human's shaping
+        elif np.std(a[ok]) < (FLAT_LOG_TEMPO if name == "tempo" else 1e-9):  # flat: explains none of the shaping
             out[f"{name}_r"] = 0.0
         else:
             out[f"{name}_r"] = pearson(a[ok], b[ok])

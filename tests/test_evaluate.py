@@ -14,7 +14,7 @@ from dexter_cli.errors import DexterError
 from dexter_cli.data.perf_features import performance_features
 from dexter_cli.data.vocab import S_CODEC_NAMES
 from dexter_cli.evaluate import Performance, compare, dynamics_levels, human_ceiling, marking_agreement
-from dexter_cli.evaluation import evaluate_store, write_report
+from dexter_cli.evaluation import delivered, evaluate_store, write_report
 from dexter_cli.pieces import store_pieces
 from dexter_cli.renderers import LinearRenderer
 
@@ -176,9 +176,8 @@ def test_external_renderer_is_aligned_and_scored(vienna, shared_datasets, tmp_pa
         warnings.simplefilter("ignore")
         other, _ = pt.load_match(str(shared_datasets / "vienna4x22/match/Chopin_op38_p01.match"))
         pt.save_performance_midi(other, str(ext / "Mozart_K331_1st-mov.mid"))
-    report = evaluate_store(vienna, [f"external:{ext}"], split="test")
-    assert any("is it a performance of this piece" in p for p in report.problems)
-    assert not np.isfinite(report.summary[f"external:{ext}"]["velocity_r"])
+    with pytest.raises(DexterError, match="could not be scored on any of the 1 pieces.*is it a performance of this piece"):
+        evaluate_store(vienna, [f"external:{ext}"], split="test")
 
 
 def test_dexter_test_and_transfer_movement(vienna, tmp_path):
@@ -228,8 +227,8 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
     for h in piece.humans:
         h.features = performance_features(piece.score, h.p_codec, h.mask)
     rows = []
-    for pk in p:
-        perf = Performance(pk, np.ones(len(pk), dtype=bool))
+    for pk in p:  # each scored from the MIDI file it makes, as the evaluation does
+        perf = delivered(piece, Performance(pk, np.ones(len(pk), dtype=bool)))
         perf.features = performance_features(piece.score, perf.p_codec, perf.mask)
         rows.append(score_against_humans(piece.onset_beat, perf, piece.humans, level))
     assert rows[0]["velocity_r"] != pytest.approx(rows[1]["velocity_r"])  # the samples differ

@@ -18,6 +18,7 @@ from ._partitura import pt, quiet
 from .midi import midi_bytes
 from .scores import LoadedScore
 
+REPEAT_GAP_S = 0.005  # a key is released this long before it is struck again (a few MIDI ticks)
 MIN_DURATION_S = 0.02  # grace notes have no notated duration; every MIDI note gets at least this
 
 
@@ -119,24 +120,35 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
     return pt.performance.PerformedPart(notes, controls=controls)
 
 
-def unisons_in_score_order(onsets: np.ndarray, onset_beat: np.ndarray, pitches: np.ndarray) -> np.ndarray:
-    """Onsets where the notes of one key at one score onset (a unison of two voices) sound in score order.
+def unisons_in_score_order(onsets: np.ndarray, onset_beat: np.ndarray, pitches: np.ndarray,
+                           gap: float = REPEAT_GAP_S) -> np.ndarray:
+    """Onsets where the notes of one key at one score onset (a unison of two voices) sound in score
+    order, struck at least ``2 * gap`` apart about their mean time.
 
     Such notes are one key struck twice, and a MIDI file cannot tell which strike is which
     note: their onset times are given out in score order, so that a reader that matches a
     file's notes to the score by order within each pitch matches them as they were written.
+    Strikes closer than a key can repeat are spread symmetrically about their mean, so the
+    onset's mean time (its place on the tempo curve) stays where the codec put it.
     """
+    onsets = np.asarray(onsets, dtype=np.float64)
     group, _ = onset_groups(onset_beat)
     key = group * 128 + np.asarray(pitches, dtype=np.int64)
     by_time = np.lexsort((np.arange(len(key)), onsets, key))
     by_score = np.lexsort((np.arange(len(key)), key))
-    out = np.asarray(onsets, dtype=np.float64).copy()
-    out[by_score] = np.asarray(onsets, dtype=np.float64)[by_time]
+    times = onsets[by_time]
+    starts = np.flatnonzero(np.diff(key[by_time], prepend=-1) != 0)
+    for a, b in zip(starts, np.r_[starts[1:], len(key)]):
+        k = b - a
+        if k > 1 and np.diff(times[a:b]).min() < 2 * gap:  # 2.2 gaps apart: clear of the repeated-key rule
+            times[a:b] = times[a:b].mean() + (np.arange(k) - (k - 1) / 2) * 2.2 * gap
+    out = onsets.copy()
+    out[by_score] = times
     return out
 
 
 def separate_repeated_keys(onsets: np.ndarray, durations: np.ndarray, pitches: np.ndarray,
-                           gap: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+                           gap: float = REPEAT_GAP_S) -> tuple[np.ndarray, np.ndarray]:
     """Make every note of a key end before that key is struck again (as on a piano).
 
     MIDI cannot hold two overlapping notes of one pitch: a reader would pair the
