@@ -289,3 +289,22 @@ def test_a_unison_sounds_in_score_order():
     pitch = np.array([60, 60, 64, 60, 60, 62, 62])
     np.testing.assert_allclose(unisons_in_score_order(onsets, beats, pitch),
                                [0.0005, 0.0115, 0.005, 1.0, 0.9, 2.0, 2.05], atol=1e-12)
+
+
+def test_a_unison_on_the_first_onset_decodes_to_non_negative_times(tmp_path):
+    """Two voices strike one key at time 0: spread about their mean, the performance still starts at 0."""
+    import partitura as pt
+
+    part = pt.score.Part("P0", "Piano", quarter_duration=1)
+    part.add(pt.score.TimeSignature(4, 4), start=0)
+    part.add(pt.score.Note(id="a", step="C", octave=4, voice=1), start=0, end=2)
+    part.add(pt.score.Note(id="b", step="C", octave=4, voice=2), start=0, end=1)
+    part.add(pt.score.Note(id="c", step="E", octave=4, voice=1), start=2, end=4)
+    pt.score.add_measures(part)
+    pt.save_musicxml(part, str(tmp_path / "u.musicxml"))
+    score = load_score(tmp_path / "u.musicxml")
+    p = np.full((len(score), 5), 0.5)
+    na = decode_performance(score, p).note_array()
+    assert na["onset_sec"].min() == 0.0 and len(na) == 3
+    back, mask = delivered_codec(score, p)
+    assert mask.all()

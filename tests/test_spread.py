@@ -25,6 +25,7 @@ def test_widening_scales_the_range_and_keeps_the_shape_and_the_rest():
     onset, p = _codec(np.random.default_rng(0))
     q = widen_curves(p, onset, tempo=1.5, velocity=2.0)
     (t0, v0), (t1, v1) = (onset_curves(onset, Performance(x, np.ones(len(x), bool))) for x in (p, q))
+    t0, t1 = t0[:-1], t1[:-1]  # the last onset has no tempo (a codec convention)
     # the curves as dexter evaluate reads them: same shape (r = 1), 1.5x / 2x the range, same means
     assert np.corrcoef(np.log(t0), np.log(t1))[0, 1] == pytest.approx(1.0, abs=1e-6)
     assert np.corrcoef(v0, v1)[0, 1] == pytest.approx(1.0, abs=1e-6)
@@ -77,6 +78,6 @@ def test_voicing_gain_widens_chords_and_leaves_the_curves():
     ok = np.isfinite(a)
     assert ok.sum() > 20 and np.allclose(b[ok], 1.6 * a[ok], atol=1e-3)
     (t0, v0), (t1, v1) = (onset_curves(onset, Performance(x, mask)) for x in (p, q))
-    assert np.allclose(v0, v1, atol=1e-3) and np.array_equal(t0, t1)  # the onsets' means stay
+    assert np.allclose(v0, v1, atol=1e-3) and np.array_equal(t0, t1, equal_nan=True)  # the onsets' means stay
     both = widen_curves(p, onset, velocity=2.0, voicing=1.6)  # the two gains compose
     assert np.allclose(both, widen_curves(widen_curves(p, onset, velocity=2.0), onset, voicing=1.6), atol=1e-6)

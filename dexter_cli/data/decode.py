@@ -107,6 +107,7 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
                          parameters=params)
     onsets = od[:, 0] - min(0.0, od[:, 0].min())
     onsets = unisons_in_score_order(onsets, na["onset_beat"], na["pitch"])
+    onsets -= min(0.0, onsets.min())  # a unison spread at the first onset starts a few ms before 0
     durations = np.maximum(od[:, 1], MIN_DURATION_S)
     onsets, durations = separate_repeated_keys(onsets, durations, na["pitch"])
     velocity = np.clip(np.round(p[:, 1] * 127), 1, 127).astype(int)
