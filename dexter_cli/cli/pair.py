@@ -12,7 +12,7 @@ from ._common import console
 
 def pair(
     data: Path = typer.Option(Path("data/codec_N=300_mixup"), "--data", "-d", help="Codec store folder."),
-    k: Optional[int] = typer.Option(None, "--k", "-k", help="At most K pairs, drawn uniformly [default: all]."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", help="At most K pairs, drawn uniformly \\[default: all]."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the draw."),
 ) -> None:
     """Pair real performances of the same score segment for transfer training.

@@ -12,19 +12,19 @@ from ._common import console, stage_progress
 
 def test(  # noqa: PT028  (a CLI command, not a pytest test)
     data: Path = typer.Option(Path("data/codec_N=300_mixup"), "--data", "-d", help="Codec store."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder [default: bundled]."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder \\[default: bundled]."),
     limit: Optional[int] = typer.Option(16, "--limit", help="At most this many test segments (0: all)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments sampled together."),
     sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps [default: the model's for dpm++, 20 otherwise]."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight [default: the model's]."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps \\[default: the model's for dpm++, 20 otherwise]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight \\[default: the model's]."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature) [default: the model's]."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature) \\[default: the model's]."),
     transfer: bool = typer.Option(False, "--transfer", help="The paper's transfer test on pairs (transfer checkpoint)."),
     sample_steps_frac: float = typer.Option(0.75, "--sample-steps-frac", help="Transfer: how deep the source is noised."),
     free_controls: bool = typer.Option(False, "--free-controls", help="Leave the controls free instead of the label's."),
     animate: bool = typer.Option(False, "--animate", help="Also save a GIF of the first sample being denoised."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: artifacts/samples/<time>]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder \\[default: artifacts/samples/<time>]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Sample test segments: predicted and human MIDI, curve plots, metrics.json.
