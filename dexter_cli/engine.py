@@ -120,7 +120,7 @@ class Expression:
         """One draw of the training distribution for a batch: the step ``t``, the conditions ``cond``
         after dropout, the clean residual ``x0`` = p - mu(s), the ``noise`` (the source for transfer),
         ``ab`` = alpha_bar_t and the noised ``x_t``; every random number from ``generator``, in a fixed
-        order (the loss, and the output-layer refit of :mod:`dexter_cli.headfit`, see the same draws)."""
+        order (the loss, and the output-layer refit of scripts/research/headfit.py, see the same draws)."""
         batch = {k: v.to(device) for k, v in batch.items()}
         B, C = batch["p_codec"].shape[0], batch["c_codec"].shape[-1]
         t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)

@@ -73,7 +73,7 @@ def plot_evaluation_summary(path: Path, summary: dict) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .evaluate import METRICS
+    from .evaluation.metrics import METRICS
     from .fileio import atomic_path
 
     renderers = [r for r in summary if r != "human"]
@@ -107,7 +107,7 @@ def plot_piece_curves(path: Path, piece, preds: dict) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .evaluate import onset_curves
+    from .evaluation.metrics import onset_curves
     from .fileio import atomic_path
 
     x = np.unique(piece.onset_beat)

@@ -133,6 +133,8 @@ def _render(
     score = load_score(Path(score_path), unfold=unfold)
     source = None
     if from_performance is not None:
+        from .data.encode import source_codecs
+
         score, source = source_codecs(score, Path(score_path), Path(from_performance), alignment, unfold)
     s_codec = score_features(score)
     timings["parse"] = time.perf_counter() - t0
@@ -485,27 +487,6 @@ def render_batch(
         if progress:
             progress("scores", k + 1, len(scores))
     return BatchResult(rendered, skipped, n_notes, time.perf_counter() - t0)
-
-
-def source_codecs(score, score_path: Path, perf_path: Path, alignment: Path | None, unfold: bool):
-    """Encode the ``--from`` performance against the score: its p_codec (unplayed notes filled
-    from their neighbours) and c_codec. Returns the score view that the alignment uses."""
-    from .data.align import auto_align, check_coverage, load_performance
-    from .data.codec import fill_unplayed
-    from .data.encode import encode_performance, matched_pairs, needs_unfolding
-    from .data.layouts import PerformanceSource
-    from .data.scores import load_score
-
-    perf, al = load_performance(perf_path, alignment)
-    if al is None:
-        al = auto_align(score.part, perf)
-    elif unfold != needs_unfolding(matched_pairs(al), load_score(score_path, unfold=False).note_ids):
-        score = load_score(score_path, unfold=not unfold)  # the alignment's ids decide the unfolding
-    check_coverage(al, score, perf, perf_path.name)
-    src = PerformanceSource("input", "", perf_path.stem, score_path, perf_path, alignment, perf_path.parent)
-    enc = encode_performance(src, score, perf, al)
-    p = fill_unplayed(enc.p_codec.astype(np.float32), enc.mask)
-    return score, {"p_codec": p, "c_codec": enc.c_codec.astype(np.float32), "mask": enc.mask}
 
 
 def write_codec(path: Path, note_ids: np.ndarray, p: np.ndarray) -> None:

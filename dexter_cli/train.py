@@ -28,7 +28,7 @@ from .data.dataset import PairSet, SegmentSet
 from .data.store import CodecStore
 from .engine import Expression, build_expression
 from .errors import DexterError
-from .metrics import segment_curve_scores
+from .evaluation.segments import segment_curve_scores
 from .model import ModelConfig
 from .prior import CONTEXT_WIDTHS
 

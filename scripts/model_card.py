@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 
 from dexter_cli.engine import load_expression
-from dexter_cli.evaluate import METRICS
-from dexter_cli.evaluation import ratios_to_human
+from dexter_cli.evaluation.metrics import METRICS
+from dexter_cli.evaluation.statistics import ratios_to_human
 from dexter_cli.fileio import write_text
 
 

@@ -42,7 +42,7 @@ def test_real_score_renders_without_seams(shared_datasets, tmp_path):
     """Paired: BWV 848 with two window layouts (inner edges moved by half a stride), 3 seeds each.
     A seam is the excess jump of the same onset pairs on an edge; it must not be significantly
     above 5 % of the jump between consecutive onsets inside the windows (inaudible)."""
-    from dexter_cli.evaluate import paired_seams
+    from dexter_cli.evaluation.continuity import paired_seams
     from dexter_cli.render import render_layouts
 
     # 50 % overlap of 300-note windows: stride 150, the second layout's edges moved by 75

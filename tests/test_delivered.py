@@ -244,11 +244,11 @@ def test_evaluate_scores_the_file_that_render_writes(shared_datasets, tmp_path):
     """``dexter evaluate -r dexter`` gives the metrics of ``-r external:DIR`` on the MIDI file that
     ``dexter render`` writes with the same seed and settings: within 0.01 with the notes matched by
     their known order; with parangonar matching them, within the alignment's noise."""
-    from dexter_cli.evaluate import METRICS, score_against_humans
-    from dexter_cli.evaluation import delivered, evaluate_store
-    from dexter_cli.pieces import list_pieces
+    from dexter_cli.evaluation.metrics import METRICS, score_against_humans
+    from dexter_cli.evaluation.runner import delivered, evaluate_store
+    from dexter_cli.evaluation.pieces import list_pieces
     from dexter_cli.render import render_score
-    from dexter_cli.renderers import DexterRenderer, ExternalRenderer
+    from dexter_cli.evaluation.baselines import DexterRenderer, ExternalRenderer
 
     v = shared_datasets / "vienna4x22"
     listing = tmp_path / "pieces.csv"

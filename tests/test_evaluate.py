@@ -13,10 +13,11 @@ from dexter_cli.data import CodecStore, pair_store, run_codec
 from dexter_cli.errors import DexterError
 from dexter_cli.data.perf_features import performance_features
 from dexter_cli.data.vocab import S_CODEC_NAMES
-from dexter_cli.evaluate import Performance, compare, dynamics_levels, human_ceiling, marking_agreement
-from dexter_cli.evaluation import delivered, evaluate_store, write_report
-from dexter_cli.pieces import store_pieces
-from dexter_cli.renderers import LinearRenderer
+from dexter_cli.evaluation.metrics import Performance, compare, dynamics_levels, human_ceiling, marking_agreement
+from dexter_cli.evaluation.runner import delivered, evaluate_store
+from dexter_cli.evaluation.report import write_report
+from dexter_cli.evaluation.pieces import store_pieces
+from dexter_cli.evaluation.baselines import LinearRenderer
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def test_a_human_against_itself_is_perfect(mozart):
 
 
 def test_voicing_is_each_notes_velocity_less_its_onsets_mean():
-    from dexter_cli.evaluate import voicing
+    from dexter_cli.evaluation.metrics import voicing
 
     onset = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 2.0])
     p = np.zeros((6, 5), dtype=np.float32)
@@ -182,7 +183,7 @@ def test_external_renderer_is_aligned_and_scored(vienna, shared_datasets, tmp_pa
 
 def test_dexter_test_and_transfer_movement(vienna, tmp_path):
     from dexter_cli.config import load_config
-    from dexter_cli.testing import run_test
+    from dexter_cli.evaluation.segments import run_test
     from dexter_cli.train import train
 
     tiny = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
@@ -202,7 +203,7 @@ def test_dexter_test_and_transfer_movement(vienna, tmp_path):
 
 
 def test_listed_pieces_are_named_by_the_shortest_distinct_tail_of_their_path():
-    from dexter_cli.pieces import _unique_names
+    from dexter_cli.evaluation.pieces import _unique_names
 
     paths = [Path("/d/Bach/Fugue/bwv_846/xml_score.musicxml"), Path("/d/Bach/Fugue/bwv_848/xml_score.musicxml"),
              Path("/d/Liszt/Sonata/1/xml_score.musicxml"), Path("/d/Chopin/Sonata/1/xml_score.musicxml")]
@@ -213,7 +214,7 @@ def test_listed_pieces_are_named_by_the_shortest_distinct_tail_of_their_path():
 
 
 def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
-    from dexter_cli.evaluate import METRICS, score_against_humans
+    from dexter_cli.evaluation.metrics import METRICS, score_against_humans
     from dexter_cli.render import render_piece_codec
 
     store = checkpoint.parents[2] / "store"  # the tiny checkpoint's own store: every piece in train

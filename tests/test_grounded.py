@@ -22,8 +22,8 @@ from dexter_cli.data import CodecStore, run_codec
 from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.diffusion import Schedule
 from dexter_cli.engine import Expression, build_expression
-from dexter_cli.evaluate import Performance, compare, kl_divergence, onset_curves
-from dexter_cli.metrics import pearson
+from dexter_cli.evaluation.metrics import Performance, compare, kl_divergence, onset_curves
+from dexter_cli.evaluation.metrics import pearson
 from dexter_cli.model import Denoiser
 from dexter_cli.model.normalize import CodecNormalizer
 from dexter_cli.train import batch_indices, get_lr, train

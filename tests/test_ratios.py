@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dexter_cli.evaluation import ratios_to_human
+from dexter_cli.evaluation.statistics import ratios_to_human
 
 
 def _rows(human: list, model: list) -> list[dict]:
@@ -51,7 +51,7 @@ def test_missing_values_and_too_few_pieces():
 
 
 def test_paired_comparison_sign_test_and_interval():
-    from dexter_cli.evaluation import paired_comparison
+    from dexter_cli.evaluation.statistics import paired_comparison
 
     b = [{"piece": f"p{k}", "velocity_r": 0.3} for k in range(10)]
     a = [{"piece": f"p{k}", "velocity_r": 0.3 + (0.1 if k < 8 else -0.05)} for k in range(10)]
@@ -71,7 +71,7 @@ def test_paired_comparison_sign_test_and_interval():
 
 
 def test_every_renderer_is_compared_with_the_references_evaluated_with_it():
-    from dexter_cli.evaluation import against_references
+    from dexter_cli.evaluation.statistics import against_references
 
     rows = [{"piece": f"p{k}", "renderer": name, "tempo_r": t, "velocity_r": v}
             for k in range(6) for name, t, v in (("deadpan", 0.0, 0.0), ("linear", 0.1, 0.3 + 0.01 * k),

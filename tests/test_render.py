@@ -348,7 +348,7 @@ def test_from_with_automatic_alignment_and_from_another_piece(checkpoint, shared
 
 
 def test_boundary_jumps_find_a_step_at_a_window_edge():
-    from dexter_cli.evaluate import boundary_jumps
+    from dexter_cli.evaluation.continuity import boundary_jumps
 
     onset = np.repeat(np.arange(20.0), 2)  # 20 onsets, two notes each
     p = np.zeros((40, 5))
@@ -362,7 +362,7 @@ def test_boundary_jumps_find_a_step_at_a_window_edge():
 def test_paired_seams_hold_the_score_fixed():
     """The music's own jumps at the edges fool the unpaired check, not the paired one; a real
     step at each layout's edges is found by both."""
-    from dexter_cli.evaluate import boundary_jumps, paired_seams
+    from dexter_cli.evaluation.continuity import boundary_jumps, paired_seams
 
     n, window, stride = 600, 100, 50
     edges = (window_edges(n, window, stride, 0), window_edges(n, window, stride, 25))

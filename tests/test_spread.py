@@ -7,7 +7,7 @@ import pytest
 
 from dexter_cli.engine import sampling_spread
 from dexter_cli.errors import DexterError
-from dexter_cli.evaluate import Performance, onset_curves
+from dexter_cli.evaluation.metrics import Performance, onset_curves
 from dexter_cli.spread import parse_spread, widen_curves
 
 
@@ -69,7 +69,7 @@ def test_parse_spread_and_the_recorded_default():
 
 
 def test_voicing_gain_widens_chords_and_leaves_the_curves():
-    from dexter_cli.evaluate import voicing
+    from dexter_cli.evaluation.metrics import voicing
 
     onset, p = _codec(np.random.default_rng(2))
     q = widen_curves(p, onset, voicing=1.6)

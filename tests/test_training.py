@@ -320,7 +320,7 @@ def test_the_linear_prior_is_the_mean_the_diffusion_is_relative_to(store_path, t
     from dexter_cli.data.dataset import SegmentSet
     from dexter_cli.engine import load_expression
     from dexter_cli.prior import fit_linear_prior
-    from dexter_cli.renderers import LinearRenderer
+    from dexter_cli.evaluation.baselines import LinearRenderer
 
     st = CodecStore(store_path)
     W, fitted_on = fit_linear_prior(st)

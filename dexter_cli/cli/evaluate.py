@@ -36,8 +36,9 @@ def evaluate(
     """
     from rich.table import Table
 
-    from ..evaluate import METRICS
-    from ..evaluation import evaluate_store, write_report
+    from ..evaluation.metrics import METRICS
+    from ..evaluation.runner import evaluate_store
+    from ..evaluation.report import write_report
     from ..engine import check_curves
     from ..spread import parse_spread
 

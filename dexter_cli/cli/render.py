@@ -107,7 +107,7 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
                       + f"; data {tr.get('data')}: {counts.get('performances', '?')} performances, "
                       f"{counts.get('notes', '?')} notes, {tr.get('pieces_train', '?')} train pieces", highlight=False)
         head = tr.get("head_refit")
-        if head:  # scripts/refit_head.py
+        if head:  # scripts/research/refit_head.py
             from ..data.codec import P_CODEC_NAMES
 
             console.print(f"output rows {', '.join(P_CODEC_NAMES[r] for r in head['rows'])} refitted by least squares "

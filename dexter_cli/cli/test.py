@@ -35,7 +35,7 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
 
     from rich.table import Table
 
-    from ..testing import run_test
+    from ..evaluation.segments import run_test
 
     out = out or Path("artifacts/samples") / time.strftime("%Y%m%d-%H%M%S")
     with stage_progress(quiet) as progress:

@@ -185,3 +185,23 @@ def read_cep_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (ValueError, OSError) as exc:
         raise SkipPerformance(f"{path.name}: {exc}") from exc
     return frame_start, values
+
+
+def source_codecs(score, score_path: Path, perf_path: Path, alignment: Path | None, unfold: bool):
+    """Encode the ``--from`` performance against the score: its p_codec (unplayed notes filled
+    from their neighbours) and c_codec. Returns the score view that the alignment uses."""
+    from .align import auto_align, check_coverage, load_performance
+    from .codec import fill_unplayed
+    from .layouts import PerformanceSource
+    from .scores import load_score
+
+    perf, al = load_performance(perf_path, alignment)
+    if al is None:
+        al = auto_align(score.part, perf)
+    elif unfold != needs_unfolding(matched_pairs(al), load_score(score_path, unfold=False).note_ids):
+        score = load_score(score_path, unfold=not unfold)  # the alignment's ids decide the unfolding
+    check_coverage(al, score, perf, perf_path.name)
+    src = PerformanceSource("input", "", perf_path.stem, score_path, perf_path, alignment, perf_path.parent)
+    enc = encode_performance(src, score, perf, al)
+    p = fill_unplayed(enc.p_codec.astype(np.float32), enc.mask)
+    return score, {"p_codec": p, "c_codec": enc.c_codec.astype(np.float32), "mask": enc.mask}

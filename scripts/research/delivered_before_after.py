@@ -25,7 +25,7 @@ import numpy as np
 
 import dexter_cli.data.decode as decode
 import dexter_cli.evaluation as evaluation
-from dexter_cli.renderers import DexterRenderer
+from dexter_cli.evaluation.baselines import DexterRenderer
 
 MODE = os.environ.get("DELIVERED_MODE", "delivered")
 CACHE = os.environ.get("DELIVERED_CACHE")
@@ -48,7 +48,7 @@ if CACHE:
     def _cached(self, piece):
         path = Path(CACHE) / (hashlib.sha1(piece.key.encode()).hexdigest()[:16] + ".npz")
         if path.is_file():
-            from dexter_cli.evaluate import Performance
+            from dexter_cli.evaluation.metrics import Performance
 
             p = np.load(path)["p"]
             perfs = [Performance(pk, np.ones(len(pk), dtype=bool)) for pk in p]

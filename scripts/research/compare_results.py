@@ -1,6 +1,6 @@
 """Compare two `dexter evaluate` results piece by piece (paired): which renderer is better, and how surely.
 
-    python scripts/compare_results.py A/results.json B/results.json [--renderer dexter] [--renderer-b linear]
+    python scripts/research/compare_results.py A/results.json B/results.json [--renderer dexter] [--renderer-b linear]
         [--metrics tempo_r,velocity_r]
 
 Per metric: the median over pieces of A minus B with a 95 % bootstrap interval over pieces, the
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dexter_cli.evaluation import paired_comparison
+from dexter_cli.evaluation.statistics import paired_comparison
 
 
 def rows(path: str, renderer: str) -> list[dict]:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.store import CodecStore
-from .errors import DexterError
-from .evaluate import Performance
+from ..data.store import CodecStore
+from ..errors import DexterError
+from .metrics import Performance
 from .pieces import Piece
 
 
@@ -41,9 +41,9 @@ class LinearRenderer:
     def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000, seed: int = 0,
                  context: tuple[int, ...] = (), segments: np.ndarray | None = None, net_hidden: int = 0,
                  within: bool = False):
-        from .model import PriorNet
-        from .model.normalize import CodecNormalizer
-        from .prior import fit_linear_prior, fit_prior_net
+        from ..model import PriorNet
+        from ..model.normalize import CodecNormalizer
+        from ..prior import fit_linear_prior, fit_prior_net
 
         self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context,
                                                   segments=segments, within=within)
@@ -76,7 +76,7 @@ class DeadpanRenderer:
         self.velocity = float(stats["p_log_mean"][1])
 
     def __call__(self, piece: Piece) -> Performance:
-        from .data.scores import notated_beat_period
+        from ..data.scores import notated_beat_period
 
         bp = None
         try:
@@ -101,9 +101,9 @@ class DexterRenderer:
     def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int | None = None, seed: int = 0,
                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
                  samples: int = 1, spread: tuple[float, float, float] | None = None, curves: str | None = None):
-        from .engine import load_expression
+        from ..engine import load_expression
 
-        from .checks import check_seed
+        from ..checks import check_seed
 
         if samples < 1:
             raise DexterError(f"--samples must be at least 1, got {samples}")
@@ -114,7 +114,7 @@ class DexterRenderer:
 
     def settings(self) -> dict:
         """What this renderer samples with, defaults resolved (the model's recorded ones included)."""
-        from .engine import sampling_curves, sampling_settings, sampling_spread, sampling_steps
+        from ..engine import sampling_curves, sampling_settings, sampling_spread, sampling_steps
 
         config = self.loaded[1]
         w, tau = sampling_settings(config, self.guidance, self.temperature)
@@ -125,7 +125,7 @@ class DexterRenderer:
                 "seed": self.seed, "overlap": self.overlap, "samples": self.samples}
 
     def __call__(self, piece: Piece) -> Performance | list[Performance]:
-        from .render import render_piece_codec
+        from ..render import render_piece_codec
 
         p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
                                          sampler=self.sampler, steps=self.steps, seed=self.seed,
@@ -155,8 +155,8 @@ class ExternalRenderer:
         raise DexterError(f"no MIDI for {piece.key} in {self.folder} (expected one of {', '.join(sorted(stems))}.mid)")
 
     def __call__(self, piece: Piece) -> Performance:
-        from .data.align import load_performance
-        from .data.delivered import encode_file_performance
+        from ..data.align import load_performance
+        from ..data.delivered import encode_file_performance
 
         midi = self.find(piece)
         perf, _ = load_performance(midi)
@@ -175,14 +175,14 @@ def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, 
     if spec == "deadpan":
         if store is not None:
             return DeadpanRenderer(store.meta["stats"])
-        from .engine import load_expression
+        from ..engine import load_expression
 
         # no store (a --pieces list): the statistics of the data the checkpoint was trained on
         return DeadpanRenderer(load_expression(checkpoint)[1]["codec"]["stats"])
     if spec in ("linear", "linear-context"):
         if store is None:
             raise DexterError(f"the {spec} renderer is fitted on a codec store's train split: give --data")
-        from .prior import CONTEXT_WIDTHS
+        from ..prior import CONTEXT_WIDTHS
 
         return LinearRenderer(store, context=CONTEXT_WIDTHS if spec == "linear-context" else ())
     if spec.startswith("external:"):

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import DexterError
+from ..errors import DexterError
+from .metrics import pearson
 
 Progress = Callable[[str, int, int], None]
 
@@ -35,7 +36,7 @@ class TestReport:
 
 def _segment_score(store, seg: int, cache: dict):
     """The LoadedScore view of one segment's notes (for decoding)."""
-    from .data.scores import LoadedScore, load_score
+    from ..data.scores import LoadedScore, load_score
 
     sid = store.score_of(seg)
     if sid not in cache:
@@ -64,15 +65,15 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
              temperature: float | None = None, transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
              animate: bool = False, progress: Progress | None = None) -> TestReport:
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
-    from .data.codec import fill_unplayed
-    from .data.dataset import PairSet, SegmentSet
-    from .data.decode import decode_performance, save_midi
-    from .data.store import CodecStore
-    from .checks import check_seed
-    from .engine import load_expression, sampling_curves, sampling_settings, sampling_steps
-    from .fileio import write_json
-    from .metrics import segment_curve_scores
-    from .plots import plot_segment
+    from ..data.codec import fill_unplayed
+    from ..data.dataset import PairSet, SegmentSet
+    from ..data.decode import decode_performance, save_midi
+    from ..data.store import CodecStore
+    from ..checks import check_seed
+    from ..engine import load_expression, sampling_curves, sampling_settings, sampling_steps
+    from ..fileio import write_json
+    from .segments import segment_curve_scores
+    from ..plots import plot_segment
 
     t0 = time.perf_counter()
     store = CodecStore(store_path)
@@ -124,7 +125,7 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
                          mask[k][real], src[k][real] if transfer else None, title=f"segment {seg}")
             report.files += [Path(f"{stem}_pred.mid"), Path(f"{stem}.png")]
         if frames:
-            from .plots import animate_denoising
+            from ..plots import animate_denoising
 
             view, real = _segment_score(store, int(data.pairs[0][1] if transfer else data.indices[0]), cache)
             decoded = [expr.norm.decode_p(f[None])[0].numpy()[real] for f in frames]
@@ -151,3 +152,31 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     report.files.append(out / "metrics.json")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def segment_curve_scores(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Tempo (log beat_period) and velocity curve correlation between predicted and label p_codec.
+
+    Parameters
+    ----------
+    pred, label : (B, N, 5) raw p_codec
+    mask : (B, N) bool
+
+    Returns
+    -------
+    dict
+        ``tempo_r`` and ``velocity_r`` (mean over segments with a defined r),
+        and ``mse_<row>`` in raw codec units over masked notes.
+    """
+    tempo, vel = [], []
+    for p, l, m in zip(pred, label, mask.astype(bool)):
+        if m.sum() < 3:
+            continue
+        tempo.append(pearson(np.log(np.maximum(p[m, 0], 1e-6)), np.log(np.maximum(l[m, 0], 1e-6))))
+        vel.append(pearson(p[m, 1], l[m, 1]))
+    out = {"tempo_r": float(np.nanmean(tempo)) if np.isfinite(tempo).any() else float("nan"),
+           "velocity_r": float(np.nanmean(vel)) if np.isfinite(vel).any() else float("nan")}
+    m = mask.astype(bool)
+    for j, name in enumerate(("beat_period", "velocity", "timing", "articulation_log", "pedal")):
+        out[f"mse_{name}"] = float(((pred[..., j] - label[..., j])[m] ** 2).mean()) if m.any() else float("nan")
+    return out

@@ -11,40 +11,26 @@ spreads the pieces over spawned processes (each builds its own renderers).
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .data.store import CodecStore
-from .errors import DexterError
-from .evaluate import METRICS, Performance, dynamics_levels, human_ceiling, score_against_humans
+from ..data.store import CodecStore
+from ..errors import DexterError
+from .metrics import METRICS, Performance, dynamics_levels, human_ceiling, score_against_humans
 from .pieces import Piece, list_pieces, store_pieces
-from .renderers import make_renderer
+from .baselines import make_renderer
+from .report import EvaluationReport
+from .statistics import _finite_stat, _nanmedian, against_references, ratios_to_human
 
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass
-class EvaluationReport:
-    """Per renderer and piece: metric medians over humans, the human ceiling, problems."""
-
-    per_piece: list[dict] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-    curves: list[tuple[Piece, dict]] = field(default_factory=list)  # (piece, {renderer: Performance})
-    problems: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    ratios: dict = field(default_factory=dict)  # renderer -> ratios_to_human(...)
-    settings: dict = field(default_factory=dict)  # what was evaluated: split, and each model renderer's sampling
-    paired: dict = field(default_factory=dict)  # renderer -> reference -> metric -> paired_comparison(...)
-
-
 def _with_features(piece: Piece, perf: Performance, problems: list[str], who: str) -> Performance:
     """``perf`` with partitura's performance features computed against the piece's score."""
-    from .data.perf_features import performance_features
+    from ..data.perf_features import performance_features
 
     try:
         perf.features = performance_features(piece.score, perf.p_codec, perf.mask)
@@ -55,7 +41,7 @@ def _with_features(piece: Piece, perf: Performance, problems: list[str], who: st
 
 def delivered(piece: Piece, perf: Performance) -> Performance:
     """What a renderer's codec becomes in the MIDI file it would write, read back (a file's reading as it is)."""
-    from .data.delivered import delivered_codec
+    from ..data.delivered import delivered_codec
 
     if perf.from_file:
         return perf
@@ -65,7 +51,7 @@ def delivered(piece: Piece, perf: Performance) -> Performance:
 
 def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dict[str, Performance]]:
     """Every renderer on one piece: rows (human ceiling first), problems, and the rendered performances."""
-    from .data.vocab import S_CODEC_NAMES
+    from ..data.vocab import S_CODEC_NAMES
 
     problems = list(piece.entry.get("problems", []))
     if piece.entry.get("unreadable"):
@@ -193,165 +179,3 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     report.paired = against_references(report.per_piece, list(made))
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _is_finite(v: float | None) -> bool:
-    """A number, not NaN or infinite (JSON NaN is read back as None)."""
-    return v is not None and math.isfinite(v)
-
-
-def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ...] = ("tempo_r", "velocity_r"), *,
-                    boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, dict]:
-    """Like-for-like ratios of a renderer's median to the human-to-human median, with a bootstrap interval.
-
-    Only the pieces with a human-to-human value (two or more human performances) count, for
-    both medians. The interval is the percentile bootstrap over those pieces, resampled with
-    their pairs (renderer, human) kept together.
-
-    Parameters
-    ----------
-    per_piece : list of dict
-        ``EvaluationReport.per_piece`` rows (``piece``, ``renderer`` and the metrics; JSON
-        ``None`` is read as missing).
-    renderer : str
-        Whose ratio.
-    boot, level, seed : int, float, int
-        Bootstrap resamples, the interval's coverage, and the resampling seed.
-
-    Returns
-    -------
-    dict
-        Per metric with at least two such pieces: ``pieces``, ``human`` and ``model`` (the
-        medians), ``ratio``, ``low`` and ``high`` (the interval; NaN where resamples had a
-        human median <= 0).
-    """
-    by: dict = {}
-    for row in per_piece:
-        by.setdefault(row["piece"], {})[row["renderer"]] = row
-    rng = np.random.default_rng(seed)
-    out = {}
-    for m in metrics:
-        pairs = np.array([(v["human"][m], v[renderer][m]) for v in by.values()
-                          if "human" in v and renderer in v and _is_finite(v["human"][m]) and _is_finite(v[renderer][m])])
-        if len(pairs) < 2:
-            continue
-        human, model = pairs[:, 0], pairs[:, 1]
-        idx = rng.integers(0, len(pairs), size=(boot, len(pairs)))  # resampled pieces
-        hb, mb = np.median(human[idx], axis=1), np.median(model[idx], axis=1)
-        rb = mb[hb > 0] / hb[hb > 0]
-        low, high = (np.quantile(rb, [(1 - level) / 2, (1 + level) / 2]) if len(rb) == boot
-                     else (float("nan"), float("nan")))
-        h, d = float(np.median(human)), float(np.median(model))
-        out[m] = {"pieces": len(pairs), "human": h, "model": d, "ratio": d / h if h > 0 else float("nan"),
-                  "low": float(low), "high": float(high)}
-    return out
-
-
-REFERENCES = ("deadpan", "linear")  # the issue's quality bar: clearly above deadpan and above the linear reference
-
-
-def against_references(per_piece: list[dict], renderers: list[str],
-                       metrics: tuple[str, ...] = ("tempo_r", "velocity_r")) -> dict[str, dict]:
-    """Every renderer against the references evaluated with it, piece by piece (:func:`paired_comparison`).
-
-    A reference is compared with the references before it in ``REFERENCES`` only (linear against
-    deadpan), and nothing with itself.
-
-    Returns
-    -------
-    dict
-        ``{renderer: {reference: {metric: paired_comparison(...)}}}``.
-    """
-    rows = {name: [r for r in per_piece if r["renderer"] == name] for name in renderers}
-    out: dict = {}
-    for name in renderers:
-        earlier = REFERENCES[:REFERENCES.index(name)] if name in REFERENCES else REFERENCES
-        refs = [ref for ref in earlier if ref in rows]
-        if refs:
-            out[name] = {ref: {m: paired_comparison(rows[name], rows[ref], m) for m in metrics} for ref in refs}
-    return out
-
-
-def paired_comparison(rows_a: list[dict], rows_b: list[dict], metric: str, *, boot: int = 4000,
-                      level: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Piece by piece, ``a`` minus ``b`` on one metric: the median difference with a bootstrap interval, and a sign test.
-
-    Parameters
-    ----------
-    rows_a, rows_b : list of dict
-        One renderer's rows each (``piece`` and the metric), e.g. two models' results on the same
-        split; only pieces where both values are finite count.
-    metric : str
-        A column of the rows (higher is taken as better for ``better``).
-    boot, level, seed : int, float, int
-        Bootstrap resamples of the pieces, the interval's coverage, the resampling seed.
-
-    Returns
-    -------
-    dict
-        ``pieces``, ``median`` (of the differences), ``low`` and ``high``, ``mean`` (of the
-        differences: the paired non-inferiority statistic of the selection rules), ``better``
-        (pieces where ``a`` is higher) and ``p_sign`` (one-sided exact sign test that ``a`` is
-        higher more often; ties count against).
-    """
-    b = {r["piece"]: r[metric] for r in rows_b}
-    d = np.array([r[metric] - b[r["piece"]] for r in rows_a
-                  if r["piece"] in b and _is_finite(r[metric]) and _is_finite(b[r["piece"]])])
-    n = len(d)
-    if n == 0:
-        return {"pieces": 0, "median": float("nan"), "low": float("nan"), "high": float("nan"),
-                "mean": float("nan"), "better": 0, "p_sign": float("nan")}
-    idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
-    low, high = np.quantile(np.median(d[idx], axis=1), [(1 - level) / 2, (1 + level) / 2])
-    k = int((d > 0).sum())
-    p_sign = sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n  # P(X >= k), X ~ Bin(n, 1/2)
-    return {"pieces": n, "median": float(np.median(d)), "low": float(low), "high": float(high),
-            "mean": float(d.mean()), "better": k, "p_sign": float(p_sign)}
-
-
-def _finite_stat(values: list[float], stat: Callable = np.median) -> float:
-    """``stat`` of the finite values (NaN when there are none)."""
-    v = np.array([x for x in values if np.isfinite(x)])
-    return float(stat(v)) if len(v) else float("nan")
-
-
-def _nanmedian(values: list[float]) -> float:
-    return _finite_stat(values, np.median)
-
-
-def _json_ready(value):
-    """``value`` with every non-finite float (in nested dicts and lists) made None: JSON has no NaN."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def write_report(report: EvaluationReport, out: Path) -> list[Path]:
-    """``results.json``, ``results.csv`` and the plots into ``out``; returns the files written."""
-    import csv
-    import io
-    import json
-
-    from .fileio import write_text
-    from .plots import plot_evaluation_summary, plot_piece_curves
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {**_json_ready({"summary": report.summary, "per_piece": report.per_piece, "ratios": report.ratios,
-                              "paired": report.paired}),
-               "problems": report.problems, "seconds": report.seconds, "settings": report.settings}
-    write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["piece", "renderer", "n_humans", *METRICS], lineterminator="\n")
-    w.writeheader()
-    for row in report.per_piece:
-        w.writerow(row)
-    write_text(out / "results.csv", buf.getvalue())
-    files = [out / "results.json", out / "results.csv"]
-    files.append(plot_evaluation_summary(out / "summary.png", report.summary))
-    for k, (piece, preds) in enumerate(report.curves):
-        name = piece.entry["piece"].replace("/", "_")
-        files.append(plot_piece_curves(out / f"curves_{k:02d}_{name}.png", piece, preds))
-    return files

@@ -1,6 +1,6 @@
 """Whole-piece continuity: jumps of log tempo and velocity at window edges vs inside windows.
 
-    python scripts/bench_continuity.py --checkpoint DIR [--scores a.musicxml,b.musicxml] [--overlaps 0,0.25,0.5]
+    python scripts/bench/bench_continuity.py --checkpoint DIR [--scores a.musicxml,b.musicxml] [--overlaps 0,0.25,0.5]
         [--steps S] [--temperature T]
 
 overlap 0 renders independent windows (the original DExter's fixed segments); larger overlaps
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dexter_cli.evaluate import boundary_jumps, seam_differences, summarise_seams
+from dexter_cli.evaluation.continuity import boundary_jumps, seam_differences, summarise_seams
 from dexter_cli.engine import load_expression
 from dexter_cli.render import render_layouts
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.store import CodecStore
-from .errors import DexterError
-from .evaluate import Performance
+from ..data.store import CodecStore
+from ..errors import DexterError
+from .metrics import Performance
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Piece:
     def score(self):
         """The LoadedScore (parsed once)."""
         if self._score is None:
-            from .data.scores import load_score
+            from ..data.scores import load_score
 
             self._score = load_score(self.path, unfold=self.entry["unfolded"])
         return self._score
@@ -126,9 +126,9 @@ def _unique_names(paths: list[Path]) -> dict[Path, str]:
 def _load_listed_piece(sid: int, score_path: Path, perfs: list[tuple[Path, Path | None]], name: str,
                        keep_score: bool = False) -> Piece:
     """One listed score with its performances encoded against it (see :func:`list_pieces`)."""
-    from .data.scores import load_score, score_features
-    from .data.vocab import S_CODEC_NAMES
-    from .render import source_codecs
+    from ..data.scores import load_score, score_features
+    from ..data.vocab import S_CODEC_NAMES
+    from ..data.encode import source_codecs
 
     entry = {"piece": name, "score": score_path.name, "root": str(score_path.parent),
              "unfolded": True, "note_ids": [], "problems": []}

@@ -1,6 +1,6 @@
 """Benchmark table of `dexter evaluate` on a store's test split: one table, every renderer.
 
-    python scripts/bench_evaluate.py [--data data/codec_N=300_mixup] [--checkpoint DIR] [--limit K]
+    python scripts/bench/bench_evaluate.py [--data data/codec_N=300_mixup] [--checkpoint DIR] [--limit K]
                                      [--no-ddpm] [--out artifacts/bench_evaluate]
 
 Columns: the human-to-human (leave-one-out) reference; the default model with its default
@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from dexter_cli.evaluate import METRICS
-from dexter_cli.evaluation import evaluate_store
+from dexter_cli.evaluation.metrics import METRICS
+from dexter_cli.evaluation.runner import evaluate_store
 from dexter_cli.fileio import write_text
 
 KEY = ("tempo_r", "velocity_r", "tempo_dev", "velocity_dev", "tempo_kl", "velocity_kl", "timing_kl",

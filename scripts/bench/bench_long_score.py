@@ -1,6 +1,6 @@
 """Peak memory and time of `dexter render` on a very long score (the streaming of windows).
 
-    python scripts/bench_long_score.py [--notes 50000] [--runs 1] [--max-batch N]
+    python scripts/bench/bench_long_score.py [--notes 50000] [--runs 1] [--max-batch N]
 
 The score is a quantised MIDI file built from a real shared score's notes, repeated until it
 holds ``--notes`` notes (MIDI scores are read by `dexter render` like any other). Each run is a
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCORE = ROOT.parent / "shared/datasets/asap/Beethoven/Piano_Sonatas/26-3/xml_score.musicxml"
 
 CODE = r"""

@@ -1,6 +1,6 @@
 """Benchmark training throughput: loader vs model, small and paper-size configs, peak memory.
 
-    python scripts/bench_train.py --data data/codec_N=300_mixup [--steps 5] [--batch-size 16]
+    python scripts/bench/bench_train.py --data data/codec_N=300_mixup [--steps 5] [--batch-size 16]
 
 Prints segments/s of the loader (memory-mapped store -> tensors) and of full training steps
 (forward, backward, AdamW) per model config, medians over several steps after a warm-up,

@@ -23,10 +23,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from .data.dataset import SegmentSet
-from .diffusion.schedule import training_target
-from .engine import Expression
-from .errors import DexterError
+from dexter_cli.data.dataset import SegmentSet
+from dexter_cli.diffusion.schedule import training_target
+from dexter_cli.engine import Expression
+from dexter_cli.errors import DexterError
 
 
 @dataclass

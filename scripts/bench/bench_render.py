@@ -1,6 +1,6 @@
 """Benchmark `dexter render` on a long real score: wall time split (parse, sample, write) and peak memory.
 
-    python scripts/bench_render.py [--score ../shared/datasets/asap/Beethoven/Piano_Sonatas/26-3/xml_score.musicxml]
+    python scripts/bench/bench_render.py [--score ../shared/datasets/asap/Beethoven/Piano_Sonatas/26-3/xml_score.musicxml]
                                    [--checkpoint DIR] [--runs 5] [--baseline]
 
 Each run is a fresh process (as a user's `dexter render` is); medians over the runs. ``--baseline``

@@ -1,9 +1,9 @@
 """Refit an inference checkpoint's output layer by least squares on its frozen trunk.
 
-    python scripts/refit_head.py CHECKPOINT OUT [--rows 2,3] [--data data/codec_N=300_mixup]
+    python scripts/research/refit_head.py CHECKPOINT OUT [--rows 2,3] [--data data/codec_N=300_mixup]
                                  [--passes 1] [--seed 0] [--ridge 1e-3] [--name NAME]
 
-A short run's weight average comes out shrunk (``dexter_cli/headfit.py``). This sums the output
+A short run's weight average comes out shrunk (``scripts/research/headfit.py``). This sums the output
 layer's normal equations over the store's train segments (mixup included, as the model trained),
 each drawn with a random step, noise and condition dropout, solves them, and writes CHECKPOINT
 with the chosen output rows replaced (p_codec rows: 0 beat_period, 1 velocity, 2 timing,
@@ -27,7 +27,7 @@ from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.data.store import CodecStore
 from dexter_cli.engine import load_expression
 from dexter_cli.errors import DexterError
-from dexter_cli.headfit import check_rows, normal_equations, output_layer, solve_output_layer, with_output_rows
+from headfit import check_rows, normal_equations, output_layer, solve_output_layer, with_output_rows
 
 
 def main() -> None:

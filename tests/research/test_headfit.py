@@ -1,4 +1,4 @@
-"""The output-layer refit (dexter_cli/headfit.py, scripts/refit_head.py) on a tiny trained checkpoint."""
+"""The output-layer refit (scripts/research/headfit.py, scripts/research/refit_head.py) on a tiny trained checkpoint."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from dexter_cli.data import CodecStore
 from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.engine import load_expression
 from dexter_cli.errors import DexterError
-from dexter_cli.headfit import normal_equations, output_layer, solve_output_layer, with_output_rows
+from headfit import normal_equations, output_layer, solve_output_layer, with_output_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_refit_script_writes_a_loadable_checkpoint(checkpoint, tmp_path, monkeyp
     out = tmp_path / "refit"
     monkeypatch.setattr(sys, "argv", ["refit_head.py", str(checkpoint), str(out), "--rows", "2,3,4",
                                       "--data", str(checkpoint.parents[2] / "store"), "--name", "tiny-head"])
-    runpy.run_path(str(ROOT / "scripts" / "refit_head.py"), run_name="__main__")
+    runpy.run_path(str(ROOT / "scripts" / "research" / "refit_head.py"), run_name="__main__")
     said = capsys.readouterr().out
     assert "timing" in said and "slope" in said
     state, config = load_inference(out)
@@ -85,7 +85,7 @@ def test_refit_script_writes_a_loadable_checkpoint(checkpoint, tmp_path, monkeyp
     assert not torch.equal(state["out.weight"][2:], before["out.weight"][2:])
     monkeypatch.setattr(sys, "argv", ["refit_head.py", str(checkpoint), str(tmp_path / "bad"), "--rows", "2,5"])
     with pytest.raises(DexterError, match="--rows"):  # refused before any drawing
-        runpy.run_path(str(ROOT / "scripts" / "refit_head.py"), run_name="__main__")
+        runpy.run_path(str(ROOT / "scripts" / "research" / "refit_head.py"), run_name="__main__")
     assert not (tmp_path / "bad").exists()
     code, said, _ = cli(["render", "--info", "--checkpoint", str(out)])  # render names the refit
     assert code == 0 and "model tiny-head" in said and "timing, articulation_log, pedal refitted" in said

@@ -1,6 +1,6 @@
 """Does the mean of K sampled interpretations play closer to the humans than one sample?
 
-    python scripts/sample_mean.py [--split valid] [--samples 8] [--temperature 1] [--checkpoint DIR]
+    python scripts/research/sample_mean.py [--split valid] [--samples 8] [--temperature 1] [--checkpoint DIR]
 
 Renders K interpretations of every piece of a split in one batched run (as ``dexter render
 -n K``) and scores, against every human performance of the piece (as ``dexter evaluate``),
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from dexter_cli.data.store import CodecStore
-from dexter_cli.evaluate import Performance, score_against_humans
-from dexter_cli.pieces import store_pieces
-from dexter_cli.renderers import DexterRenderer
+from dexter_cli.evaluation.metrics import Performance, score_against_humans
+from dexter_cli.evaluation.pieces import store_pieces
+from dexter_cli.evaluation.baselines import DexterRenderer
 
 KEYS = ("tempo_r", "velocity_r", "tempo_kl", "velocity_kl")
 

@@ -3,7 +3,7 @@
 Runs each configuration in a fresh process (``/usr/bin/time``-style peak memory from
 ``resource``), several times, and prints medians. Usage:
 
-    python scripts/bench_codec.py [--datasets-root ../shared/datasets] [--runs 2] [--out bench_out]
+    python scripts/bench/bench_codec.py [--datasets-root ../shared/datasets] [--runs 2] [--out bench_out]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Interpolate two inference checkpoints in weight space (WiSE-FT, Wortsman et al. 2022).
 
-    python scripts/interpolate_checkpoints.py START FINETUNED OUT --lam 0.5
+    python scripts/research/interpolate_checkpoints.py START FINETUNED OUT --lam 0.5
 
 Writes ``(1 - lam) * START + lam * FINETUNED`` for every weight tensor, with START's config. Only
 meaningful when FINETUNED was trained from START (``dexter train --init-from START``): the two must
