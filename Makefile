@@ -16,7 +16,7 @@ test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 bench-codec:
-	$(PYTHON) scripts/bench_codec.py
+	$(PYTHON) scripts/bench/bench_codec.py
 
 # docs/robustness.md: every bad input and fault the robustness tests try, and what dexter answered
 robustness-table:
