@@ -139,7 +139,7 @@ def export_inference(directory: Path, state: dict[str, torch.Tensor], config: di
     directory : Path
         E.g. ``<run>/checkpoints/best``.
     state : dict
-        Model weights (EMA).
+        Model weights (EMA), and the prior's tensors (``prior.*``) when the model has one.
     config : dict
         ``format``, ``model`` (ModelConfig fields), ``codec`` (version, names, stats),
         ``task`` settings and training facts (step, ...).
@@ -152,9 +152,13 @@ def export_inference(directory: Path, state: dict[str, torch.Tensor], config: di
     if dtype is not None and not dtype.is_floating_point:
         raise DexterError(f"weights can be stored in a floating-point type only, not {dtype}")
     check_finite_weights(state, config, str(directory))
-    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-               for k, v in state.items()}
-    stored = sorted({str(v.dtype).removeprefix("torch.") for v in tensors.values() if v.is_floating_point()})
+    from .prior import PRIOR_PREFIX
+
+    # the network's weights in ``dtype``; the prior's stay as they are (its bias is a level, not a weight)
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() and not k.startswith(PRIOR_PREFIX)
+                   else v).detach().cpu().contiguous() for k, v in state.items()}
+    stored = sorted({str(v.dtype).removeprefix("torch.") for k, v in tensors.items()
+                     if v.is_floating_point() and not k.startswith(PRIOR_PREFIX)})
     config = {**config, "format": FORMAT, "weights_dtype": ",".join(stored), "sha256": tensors_sha256(tensors)}
     with _atomic_dir(Path(directory)) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"config": json.dumps(config)})
@@ -206,13 +210,16 @@ def load_inference(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def save_training_state(directory: Path, *, model: dict, ema: dict, optimizer: dict, step: int,
-                        config: dict, extra: dict | None = None) -> None:
-    """Write the full training state for ``--resume`` (atomically, as one folder)."""
+                        config: dict, extra: dict | None = None, prior: dict | None = None) -> None:
+    """Write the full training state for ``--resume`` (atomically, as one folder); ``prior``: the
+    prior's tensors (:meth:`dexter_cli.prior.Prior.state_dict`), when the run has one."""
     from safetensors.torch import save_file
 
     with _atomic_dir(Path(directory)) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.items()}, str(tmp / "model.safetensors"))
         save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
+        if prior:
+            save_file({k: v.detach().cpu().contiguous() for k, v in prior.items()}, str(tmp / "prior.safetensors"))
         torch.save(optimizer, tmp / "optimizer.pt")
         write_json(tmp / "trainer.json", {"step": step, "config": config, **(extra or {})})
 
@@ -231,10 +238,12 @@ def load_training_state(directory: Path) -> dict:
         info = json.loads((directory / "trainer.json").read_text())
         model = load_file(str(directory / "model.safetensors"))
         ema = load_file(str(directory / "ema.safetensors"))
+        prior = load_file(str(directory / "prior.safetensors")) if (directory / "prior.safetensors").is_file() else {}
     except Exception as exc:  # OSError, JSON's or safetensors' own errors on a damaged file
         raise DexterError(f"training state at {directory} is damaged: {type(exc).__name__}: "
                           f"{' '.join(str(exc).split())}") from exc
-    return {**info, "model": model, "ema": ema, "optimizer": _load_tensor_file(directory / "optimizer.pt")}
+    return {**info, "model": model, "ema": ema, "prior": prior,
+            "optimizer": _load_tensor_file(directory / "optimizer.pt")}
 
 
 def _load_tensor_file(file: Path) -> dict:

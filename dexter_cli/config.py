@@ -35,9 +35,15 @@ class TaskConfig:
     cond_drop_all: float = 0.5  # ... and all controls of an example at once with this p
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
-    prior: str = "none"  # none | linear | context | mlp: diffuse around the prior mean mu(s) (dexter_cli.prior)
-    prior_alpha: float = 1.0  # the ridge penalty of that fit (on sums over ~10^6 notes: 1 is all but unpenalised)
-    prior_fit: str = "pooled"  # pooled | within: the ridge fitted over all notes, or within performances
+    prior: str = "none"  # none | context: diffuse around the prior mean mu(s) (dexter_cli.prior)
+    prior_alpha: float = 1.0e5  # the ridge penalty of that fit (on sums over ~10^6 notes)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TaskConfig":
+        """The task settings a checkpoint records (settings it no longer has, such as the prior's
+        old ``prior_fit``, are dropped; missing ones take their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -87,9 +93,7 @@ class TrainConfig:
 
 
 TARGETS = ("gen_noise", "transfer")
-# task.prior: none, or a prior mean of dexter_cli.prior: ridge per note, with context, or with context and a network
-PRIORS = ("none", "linear", "context", "mlp")
-PRIOR_FITS = ("pooled", "within")  # task.prior_fit (dexter_cli.prior.fit_linear_prior's ``within``)
+PRIORS = ("none", "context")  # task.prior: none, or the prior mean of dexter_cli.prior
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -177,8 +181,6 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         raise DexterError(f"unknown target {cfg.task.target!r}; choose from {', '.join(TARGETS)}")
     if cfg.task.prior not in PRIORS:
         raise DexterError(f"unknown prior {cfg.task.prior!r}; choose from {', '.join(PRIORS)}")
-    if cfg.task.prior_fit not in PRIOR_FITS:
-        raise DexterError(f"unknown task.prior_fit {cfg.task.prior_fit!r}; choose from {', '.join(PRIOR_FITS)}")
     if cfg.task.prior_alpha < 0:
         raise DexterError(f"task.prior_alpha must be 0 or more, got {cfg.task.prior_alpha}")
     _check_optim(cfg)

@@ -1,21 +1,21 @@
 """One wrapper for training and sampling, so the two cannot drift apart.
 
-:class:`Expression` holds the denoiser, the codec normaliser, the schedule and
-the task settings. ``loss(batch)`` is DExter's training objective;
-``sample(batch)`` runs a sampler over the same denoiser call.
+:class:`Expression` holds the denoiser, the codec normaliser, the schedule, the prior mean and the
+task settings. ``loss(batch)`` is DExter's training objective; the ``sample_*`` methods run a
+sampler over the same denoiser call, one method per start:
 
-Targets (DExter, Sec. 3.3):
-
-gen_noise
+gen_noise (:meth:`Expression.sample_from_noise`)
     x_T ~ N(0, I); conditions s_codec and c_codec (c is a standalone condition).
-transfer
+variation (:meth:`Expression.sample_variation`)
+    a performance noised to ``strength`` of the schedule, then denoised toward the conditions.
+transfer (:meth:`Expression.sample_transfer`, DExter Sec. 3.3)
     the "noise" is the paired source performance: x_t = sqrt(ab) x0_target +
     sqrt(1 - ab) x_source; the condition is c_target - c_source; sampling starts
     from the source and adds no variance (DDIM, eta = 0).
 
-With a prior mean mu(s) (``task.prior: linear``, ``context`` or ``mlp``, :mod:`dexter_cli.prior`) every
-p_codec above is taken relative to it: the diffusion runs over p - mu(s) and a
-sample is mu(s) + x0_hat. Without one, mu = 0.
+With a prior mean mu(s) (``task.prior: context``, :mod:`dexter_cli.prior`) every p_codec above is
+taken relative to it: the diffusion runs over p - mu(s) and a sample is mu(s) + x0_hat. Without
+one, mu = 0.
 """
 
 from __future__ import annotations
@@ -25,46 +25,45 @@ from typing import Callable
 
 import torch
 
+from .config import TaskConfig
 from .data.codec import CURVE_ROWS
 from .diffusion import Schedule, diffusion_loss, get_sampler, randn
+from .diffusion.samplers import Guided
 from .diffusion.schedule import check_prediction
 from .errors import DexterError
 from .model import Denoiser, ModelConfig
 from .model.normalize import CodecNormalizer
+from .prior import PRIOR_PREFIX, Prior
+from .sampling import SamplingOptions
 
-
-CURVE_MODES: tuple[str, ...] = ("sample", "mean")
-
+Callback = Callable[[int, int, torch.Tensor], None]
+Wrap = Callable[[Callable], Callable]
 
 class Expression:
-    """Denoiser + codec normalisation + diffusion settings.
+    """Denoiser + codec normalisation + diffusion settings + prior mean.
 
     Parameters
     ----------
     model : Denoiser
     normalizer : CodecNormalizer
     schedule : Schedule
-    target : {"gen_noise", "transfer"}
-    prediction : {"eps", "x0", "v"}
-    cond_drop : float
-        Probability of dropping the score condition, and each control, in training.
-    cond_drop_all : float
-        Probability of dropping all controls of a training example at once.
-    recon_weight : float
+    task : TaskConfig
+        target, prediction, condition dropout and reconstruction weight (their defaults live there).
+    prior : Prior, optional
+        mu(s); None: mu = 0.
     """
 
-    def __init__(self, model: Denoiser, normalizer: CodecNormalizer, schedule: Schedule, *,
-                 target: str = "gen_noise", prediction: str = "eps", cond_drop: float = 0.1,
-                 cond_drop_all: float = 0.5, recon_weight: float = 0.2):
+    def __init__(self, model: Denoiser, normalizer: CodecNormalizer, schedule: Schedule, task: TaskConfig,
+                 prior: Prior | None = None):
         self.model = model
         self.norm = normalizer
         self.schedule = schedule
-        self.target = target
-        self.prediction = check_prediction(prediction)
-        self.cond_drop = cond_drop
-        self.cond_drop_all = cond_drop_all
-        self.recon_weight = recon_weight
-        self._memo: tuple | None = None  # while sampling: (cond dict, its projection by the network)
+        self.target = task.target
+        self.prediction = check_prediction(task.prediction)
+        self.cond_drop = task.cond_drop
+        self.cond_drop_all = task.cond_drop_all
+        self.recon_weight = task.recon_weight
+        self.prior = prior
 
     # conditions -------------------------------------------------------------
     def conditions(self, batch: dict, drop_s: torch.Tensor | None = None,
@@ -89,24 +88,29 @@ class Expression:
         return {**cond, "drop_s": torch.ones_like(cond["drop_s"]), "drop_c": torch.ones_like(cond["drop_c"])}
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-        """The denoiser callable handed to the samplers.
+        """The denoiser call of training: every call has new conditions."""
+        return self.model(x, t, cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
 
-        While sampling, the network's projection of the conditions, which no step changes, is
-        computed once per ``cond`` dict: samplers and the window wrapper pass the same dict at
-        every step.
-        """
-        args = (cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
-        if self._memo is None:  # training and validation: every call has new conditions
-            return self.model(x, t, *args)
-        if self._memo[0] is not cond:
-            self._memo = (cond, self.model.condition(*args))
-        return self.model(x, t, *args, cond_h=self._memo[1])
+    def sampling_denoiser(self) -> Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]:
+        """The denoiser callable handed to a sampler: the network's projection of the conditions,
+        which no step changes, is computed once per ``cond`` dict (samplers and the window wrapper
+        pass the same dict at every step) and held by this callable only."""
+        memo: dict = {}
 
-    def prior(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """mu(s), the prior mean of the normalised p_codec (0 without a prior): the ridge's reading of
-        the normalised score ``s``, plus the fitted prior network's correction (``task.prior: mlp``)."""
-        net = getattr(getattr(self.model, "module", self.model), "prior_net", None)  # (DDP may wrap the model)
-        return self.norm.prior(s, mask, net)
+        def denoise(x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+            args = (cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
+            if memo.get("cond") is not cond:
+                memo["cond"], memo["h"] = cond, self.model.condition(*args)
+            return self.model(x, t, *args, cond_h=memo["h"])
+
+        return denoise
+
+    def prior_mean(self, s: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mu(s), the prior mean of the normalised p_codec given the normalised score ``s``
+        (0 without a prior)."""
+        if self.prior is None:
+            return torch.zeros((*s.shape[:-1], len(self.norm.p_mean)), dtype=s.dtype, device=s.device)
+        return self.prior(s, mask)
 
     # training ---------------------------------------------------------------
     def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
@@ -131,7 +135,7 @@ class Expression:
         drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
         drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
         cond = self.conditions(batch, drop_s, drop_c)
-        mu = self.prior(cond["s"], cond["mask"])  # prior mean mu(s) of the (undropped) score, 0 without
+        mu = self.prior_mean(cond["s"], cond["mask"])  # prior mean mu(s) of the (undropped) score
         x0 = self.norm.encode_p(batch["p_codec"].float()) - mu
         if self.target == "transfer":
             noise = self.norm.encode_p(batch["source_p"].float()) - mu
@@ -143,38 +147,22 @@ class Expression:
 
     # sampling ---------------------------------------------------------------
     @torch.inference_mode()
-    def sample(self, batch: dict, *, sampler: str = "dpm++", steps: int = 20, guidance: float = 1.0,
-               generator: torch.Generator | None = None, x_start: torch.Tensor | None = None,
-               strength: float | None = None, drop_c: torch.Tensor | None = None, temperature: float = 1.0,
-               curves: str = "sample", callback: Callable[[int, int, torch.Tensor], None] | None = None,
-               wrap: Callable[[Callable], Callable] | None = None) -> torch.Tensor:
-        """Sample raw p_codec for a batch of segments.
+    def sample(self, batch: dict, options: SamplingOptions, *, generator: torch.Generator | None = None,
+               x_start: torch.Tensor | None = None, drop_c: torch.Tensor | None = None,
+               callback: Callback | None = None, wrap: Wrap | None = None) -> torch.Tensor:
+        """Sample raw p_codec for a batch of segments, starting as the task and ``x_start`` say.
 
         Parameters
         ----------
         batch : dict
             ``s_codec``, ``c_codec``, ``mask`` (and ``source_p``/``source_c`` for transfer).
-        sampler : {"dpm++", "ddim", "ddpm"}
-        steps : int
-        guidance : float
-            Classifier-free guidance weight w (1 = conditional only).
+        options : SamplingOptions
+            Sampler, steps, guidance w, strength and the curve decoding.
         generator : torch.Generator, optional
         x_start : tensor, optional
-            Raw p_codec to start from (variation); noised to ``strength``.
-        strength : float, optional
-            Fraction of the schedule to noise ``x_start`` (DExter's sample_steps_frac).
+            Raw p_codec to start from (a variation of it); noised to ``options.strength``.
         drop_c : (B, C) bool tensor, optional
             Controls to leave free (replaced by their nulls).
-        temperature : float
-            Scale of the initial noise x_T of the curve rows (beat_period and velocity) when
-            sampling from noise: below 1 trades variety for a reading nearer the model's mean.
-            The note-level rows (timing, articulation, pedal) keep their full noise: chord
-            asynchrony, say, lives in their spread, which a mean reading would flatten.
-        curves : {"sample", "mean"}
-            When sampling from noise, ``"mean"`` takes the curve rows from the first step's
-            x0_hat instead of the sampler's endpoint: at t = T the input carries almost nothing,
-            so that prediction is the network's reading of E[p | s, c], the curve a correlation
-            with any one pianist rewards. The note-level rows are the sampler's either way.
         callback : callable, optional
             ``callback(i, n, x0_hat)`` after each step.
         wrap : callable, optional
@@ -184,160 +172,89 @@ class Expression:
         -------
         (B, N, 5) raw p_codec.
         """
-        check_curves(curves)
-        mask = batch["mask"]
-        B, N = mask.shape
         cond = self.conditions(batch, drop_c=drop_c)
-        mu = self.prior(cond["s"], cond["mask"])  # prior mean mu(s), 0 without
-        uncond = self.unconditional(cond) if guidance != 1.0 else None
-        shape = (B, N, self.model.config.p_dim)
-        t_start = None
+        mu = self.prior_mean(cond["s"], cond["mask"])
+        run = _Run(self, cond, options, generator, callback, wrap)
         if self.target == "transfer":
-            # the paper's transfer path: start from the source, no variance added
-            x = self.norm.encode_p(batch["source_p"].float()) - mu
-            if strength is not None:
-                t_start = max(0, min(self.schedule.T - 1, round(strength * self.schedule.T) - 1))
-            sampler = "ddim"
+            z = self.sample_transfer(batch, mu, run)
         elif x_start is not None:
-            t_start = max(0, min(self.schedule.T - 1, round((strength or 0.5) * self.schedule.T) - 1))
-            x0 = self.norm.encode_p(x_start.float()) - mu
-            noise = randn(shape, generator, mask.device)
-            x = self.schedule.q_sample(x0, torch.full((B,), t_start), noise)
+            z = self.sample_variation(x_start, mu, run)
         else:
-            x = randn(shape, generator, mask.device)
-            x[..., list(CURVE_ROWS)] *= float(temperature)  # the tempo and velocity curves' x_T only
-        fn = get_sampler(sampler)
-        kwargs = {"eta": 0.0} if sampler == "ddim" else {}
-        mean_curves = curves == "mean" and self.target != "transfer" and x_start is None  # from noise only
+            z = self.sample_from_noise(mu, run)
+        z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5) + mu
+        return self.norm.decode_p(z) * batch["mask"][..., None].float()
+
+    def sample_from_noise(self, mu: torch.Tensor, run: "_Run") -> torch.Tensor:
+        """x_T ~ N(0, I), the curve rows' noise scaled by the temperature; with ``curves="mean"``
+        the curve rows come from the first step's x0_hat(x_T, T) ~ E[p - mu | s, c], the network's
+        reading of the curves' mean (the note-level rows are the sampler's either way)."""
+        opts = run.options
+        x = randn(mu.shape, run.generator, mu.device)
+        x[..., list(CURVE_ROWS)] *= float(opts.temperature)  # the tempo and velocity curves' x_T only
         first: list[torch.Tensor] = []
-
-        def step(i: int, n: int, x0: torch.Tensor) -> None:
-            if mean_curves and i == 0:
-                first.append(x0[..., list(CURVE_ROWS)].clone())  # x0_hat(x_T, T) ~ E[p - mu | s, c]
-            if callback:
-                callback(i, n, x0)
-
-        self._memo = (None, None)
-        try:
-            z = fn(wrap(self.denoise) if wrap else self.denoise, x, self.schedule, cond=cond, uncond=uncond,
-                   guidance=guidance, prediction=self.prediction, steps=steps, t_start=t_start, generator=generator,
-                   callback=step, clip_x0=self.norm.clip, **kwargs)
-        finally:
-            self._memo = None  # let go of this sample's conditions
+        if opts.curves == "mean":
+            run.on_first_step(lambda x0: first.append(x0[..., list(CURVE_ROWS)].clone()))
+        z = run(x)
         if first:
             z[..., list(CURVE_ROWS)] = first[0]
-        z = z.clamp(-self.norm.clip * 1.5, self.norm.clip * 1.5) + mu
-        return self.norm.decode_p(z) * mask[..., None].float()
+        return z
+
+    def sample_variation(self, x_start: torch.Tensor, mu: torch.Tensor, run: "_Run") -> torch.Tensor:
+        """A performance noised to ``strength`` of the schedule, then denoised."""
+        t_start = self._t_start(run.options.strength)
+        x0 = self.norm.encode_p(x_start.float()) - mu
+        noise = randn(mu.shape, run.generator, mu.device)
+        x = self.schedule.q_sample(x0, torch.full((mu.shape[0],), t_start), noise)
+        return run(x, t_start=t_start)
+
+    def sample_transfer(self, batch: dict, mu: torch.Tensor, run: "_Run") -> torch.Tensor:
+        """The paper's transfer: start from the source performance, DDIM without added variance."""
+        x = self.norm.encode_p(batch["source_p"].float()) - mu
+        return run(x, t_start=self._t_start(run.options.strength), sampler="ddim")
+
+    def _t_start(self, strength: float) -> int:
+        return max(0, min(self.schedule.T - 1, round(strength * self.schedule.T) - 1))
 
 
-def build_expression(model_cfg: ModelConfig, stats: dict, task: dict) -> Expression:
-    """An :class:`Expression` from a model config, codec statistics and task settings."""
+class _Run:
+    """One sampler run of :meth:`Expression.sample`: the denoiser, guidance and callbacks of a call."""
+
+    def __init__(self, expr: Expression, cond: dict, options: SamplingOptions, generator: torch.Generator | None,
+                 callback: Callback | None, wrap: Wrap | None):
+        self.expr, self.cond, self.options, self.generator = expr, cond, options, generator
+        self.callback, self.wrap = callback, wrap
+        self.first_step: Callable[[torch.Tensor], None] | None = None
+
+    def on_first_step(self, fn: Callable[[torch.Tensor], None]) -> None:
+        self.first_step = fn
+
+    def __call__(self, x: torch.Tensor, t_start: int | None = None, sampler: str | None = None) -> torch.Tensor:
+        expr, opts = self.expr, self.options
+        sampler = sampler or opts.sampler
+        denoise = expr.sampling_denoiser()
+
+        def step(i: int, n: int, x0: torch.Tensor) -> None:
+            if i == 0 and self.first_step is not None:
+                self.first_step(x0)
+            if self.callback:
+                self.callback(i, n, x0)
+
+        uncond = expr.unconditional(self.cond) if opts.guidance != 1.0 else None
+        net = Guided(self.wrap(denoise) if self.wrap else denoise, self.cond, uncond, opts.guidance, expr.prediction,
+                     expr.norm.clip)
+        kwargs = {"eta": 0.0} if sampler == "ddim" else {}
+        return get_sampler(sampler)(net, x, expr.schedule, steps=opts.steps, t_start=t_start,
+                                    generator=self.generator, callback=step, **kwargs)
+
+
+def build_expression(model_cfg: ModelConfig, stats: dict, task: TaskConfig, prior: Prior | None = None) -> Expression:
+    """An :class:`Expression` from a model config, codec statistics, task settings and a prior."""
     model = Denoiser(model_cfg)
-    schedule = Schedule.linear(task.get("timesteps", 1000), task.get("beta_start", 1e-4), task.get("beta_end", 0.02))
-    return Expression(model, CodecNormalizer(stats, task.get("p_clip", 5.0)), schedule,
-                      target=task.get("target", "gen_noise"), prediction=task.get("prediction", "eps"),
-                      cond_drop=task.get("cond_drop", 0.1), cond_drop_all=task.get("cond_drop_all", 0.5),
-                      recon_weight=task.get("recon_weight", 0.2))
+    schedule = Schedule.linear(task.timesteps, task.beta_start, task.beta_end)
+    return Expression(model, CodecNormalizer(stats, task.p_clip), schedule, task, prior)
 
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "default"
-
-
-MAX_GUIDANCE = 20.0  # w beyond this extrapolates so far from the conditional that the output is noise
-
-
-def sampling_settings(config: dict, guidance: float | None = None,
-                      temperature: float | None = None) -> tuple[float, float]:
-    """Guidance weight w and temperature to sample a checkpoint with: those given, else the
-    defaults recorded with the model (``config["sampling"]``, chosen on the valid split when it
-    was bundled), else the package's (``DEFAULT_GUIDANCE``, ``DEFAULT_TEMPERATURE``).
-
-    Raises
-    ------
-    DexterError
-        A temperature outside [0, 2], a guidance weight outside [0, ``MAX_GUIDANCE``] or not finite.
-    """
-    from . import DEFAULT_GUIDANCE, DEFAULT_TEMPERATURE
-    from .checks import check_range
-
-    recorded = config.get("sampling", {})
-    w = guidance if guidance is not None else float(recorded.get("guidance", DEFAULT_GUIDANCE))
-    tau = temperature if temperature is not None else float(recorded.get("temperature", DEFAULT_TEMPERATURE))
-    if not 0.0 <= tau <= 2.0:
-        raise DexterError(f"--temperature must be in [0, 2], got {tau:g}")
-    check_range(w, "--guidance", 0.0, MAX_GUIDANCE)
-    return w, tau
-
-
-def _recorded_applies(config: dict, temperature: float, from_noise: bool) -> bool:
-    """Whether the curve settings a model records for its default temperature (spread, curve mode)
-    apply: only when it samples from noise at that temperature, where they were judged."""
-    return from_noise and temperature == sampling_settings(config)[1]
-
-
-def sampling_spread(config: dict, spread: tuple[float, float, float] | None, temperature: float,
-                    from_noise: bool = True) -> tuple[float, float, float]:
-    """The (tempo, velocity, voicing) gains on the rendered curves' range (:mod:`dexter_cli.spread`):
-    those given, else the model's recorded ones (``config["sampling"]["spread"]``) when it samples
-    from noise at its recorded temperature (the range they restore is what that temperature
-    narrows), else (1, 1, 1): the model's own range.
-    """
-    if spread is not None:
-        return float(spread[0]), float(spread[1]), float(spread[2])
-    gains = config.get("sampling", {}).get("spread")
-    if gains is None or not _recorded_applies(config, temperature, from_noise):
-        return 1.0, 1.0, 1.0
-    return float(gains.get("tempo", 1.0)), float(gains.get("velocity", 1.0)), float(gains.get("voicing", 1.0))
-
-
-def sampling_curves(config: dict, curves: str | None, temperature: float, from_noise: bool = True) -> str:
-    """Where the rendered curves come from (``curves`` of :meth:`Expression.sample`): the mode given,
-    else the model's recorded one (``config["sampling"]["curves"]``) when it samples from noise at its
-    recorded temperature (the mode was judged there), else ``"sample"``.
-
-    Raises
-    ------
-    DexterError
-        An unknown mode.
-    """
-    if curves is None:
-        recorded = config.get("sampling", {}).get("curves", "sample")
-        curves = recorded if _recorded_applies(config, temperature, from_noise) else "sample"
-    return check_curves(curves)
-
-
-def check_curves(curves: str | None) -> str | None:
-    """``curves`` if it is None or one of :data:`CURVE_MODES`.
-
-    Raises
-    ------
-    DexterError
-        An unknown mode.
-    """
-    if curves is not None and curves not in CURVE_MODES:
-        raise DexterError(f"--curves must be one of {', '.join(CURVE_MODES)}, got {curves!r}")
-    return curves
-
-
-def sampling_steps(config: dict, sampler: str = "dpm++", steps: int | None = None) -> int:
-    """Denoising steps to sample a checkpoint with: those given, else the DPM-Solver++ steps
-    recorded with the model (``config["sampling"]["steps"]``, judged on the valid split when it was
-    bundled), else the package's ``DEFAULT_STEPS``. A recorded count applies to ``dpm++`` only: it
-    was judged with that sampler, and DDIM needs more steps for the same quality.
-
-    Raises
-    ------
-    DexterError
-        Fewer than one step.
-    """
-    from . import DEFAULT_STEPS
-
-    recorded = config.get("sampling", {}).get("steps")
-    if steps is None:
-        steps = int(recorded) if recorded is not None and sampler == "dpm++" else DEFAULT_STEPS
-    if steps < 1:
-        raise DexterError(f"--steps must be at least 1, got {steps}")
-    return int(steps)
 
 
 def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
@@ -373,7 +290,9 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
                           "integer of 2 or more (the checkpoint is damaged)")
     try:
         model_cfg = ModelConfig.from_dict(config["model"])
-        expr = build_expression(model_cfg, codec["stats"], config.get("task", {}))
+        prior = Prior.from_state_dict(state) or _prior_in_stats(codec["stats"])
+        state = {k: v for k, v in state.items() if not k.startswith(PRIOR_PREFIX)}
+        expr = build_expression(model_cfg, codec["stats"], TaskConfig.from_dict(config.get("task", {})), prior)
     except (KeyError, RuntimeError, TypeError) as exc:
         raise DexterError(f"checkpoint {path} does not fit its config: {type(exc).__name__}: "
                           f"{' '.join(str(exc).split())}") from exc
@@ -383,3 +302,12 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     expr.model.load_state_dict(state, strict=True)
     expr.model.eval()
     return expr, config
+
+
+def _prior_in_stats(stats: dict) -> Prior | None:
+    """The prior of a checkpoint written before priors were stored as tensors: its weights were JSON
+    lists in the codec statistics."""
+    w = stats.get("prior_weights")
+    if w is None:
+        return None
+    return Prior(torch.tensor(w, dtype=torch.float32), tuple(stats.get("prior_context", ())))

@@ -132,3 +132,33 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def check_outputs(inputs: list[Path | None], outputs: list[Path | None]) -> None:
+    """Refuse, before any work, a call whose outputs would overwrite an input or each other, or
+    could not be written.
+
+    Parameters
+    ----------
+    inputs : list of Path or None
+        Files the call reads (None: not given).
+    outputs : list of Path or None
+        Files it writes (None: not asked for).
+    """
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+        except OSError:
+            return False
+
+    ins = [Path(p) for p in inputs if p is not None]
+    outs = [Path(p) for p in outputs if p is not None]
+    for k, o in enumerate(outs):
+        for i in ins:
+            if same(o, i):
+                raise DexterError(f"refusing to overwrite the input {i} with an output; choose another output path")
+        for other in outs[:k]:
+            if same(o, other):
+                raise DexterError(f"two outputs of this call are the same file {o}; give them different paths")
+    for o in outs:
+        check_writable(o)

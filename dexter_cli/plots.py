@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.codec import Row
+
 
 def onset_curve(onset_beat: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean of ``values`` per distinct score onset."""
@@ -39,15 +41,15 @@ def plot_curves(path: Path, onset_beat: np.ndarray, p: np.ndarray, markings: lis
 
     fig, (ax_t, ax_v) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
     for r in references if references is not None else []:
-        x, bp = onset_curve(onset_beat, r[:, 0])
+        x, bp = onset_curve(onset_beat, r[:, Row.BEAT_PERIOD])
         ax_t.plot(x, 60 / np.maximum(bp, 1e-3), color="0.75", lw=0.8)
-        x, v = onset_curve(onset_beat, r[:, 1] * 127)
+        x, v = onset_curve(onset_beat, r[:, Row.VELOCITY] * 127)
         ax_v.plot(x, v, color="0.75", lw=0.8)
     for k, q in enumerate(p):
-        x, bp = onset_curve(onset_beat, q[:, 0])
+        x, bp = onset_curve(onset_beat, q[:, Row.BEAT_PERIOD])
         ax_t.plot(x, 60 / np.maximum(bp, 1e-3), lw=1.2, label=f"sample {k + 1}" if len(p) > 1 else "dexter")
-        ax_v.scatter(onset_beat, q[:, 1] * 127, s=3, alpha=0.5)
-        x, v = onset_curve(onset_beat, q[:, 1] * 127)
+        ax_v.scatter(onset_beat, q[:, Row.VELOCITY] * 127, s=3, alpha=0.5)
+        x, v = onset_curve(onset_beat, q[:, Row.VELOCITY] * 127)
         ax_v.plot(x, v, lw=1.0)
     for beat, text in markings or []:
         for ax in (ax_t, ax_v):
@@ -150,9 +152,9 @@ def plot_segment(path: Path, onset_beat: np.ndarray, pred: np.ndarray, label: np
     series = [("label", label, "k"), ("dexter", pred, "C0")] + ([("source", source, "C1")] if source is not None else [])
     for name, arr, color in series:
         sel = m if name != "dexter" else np.ones(len(arr), bool)
-        x, bp = onset_curve(onset_beat[sel], arr[sel, 0])
+        x, bp = onset_curve(onset_beat[sel], arr[sel, Row.BEAT_PERIOD])
         axes[0].plot(x, 60 / np.maximum(bp, 1e-3), color=color, lw=1, label=name)
-        x, v = onset_curve(onset_beat[sel], arr[sel, 1] * 127)
+        x, v = onset_curve(onset_beat[sel], arr[sel, Row.VELOCITY] * 127)
         axes[1].plot(x, v, color=color, lw=1, label=name)
         for j in range(5):
             axes[2 + j].plot(np.flatnonzero(sel), arr[sel, j], ".", ms=2, color=color, label=name)
@@ -182,18 +184,18 @@ def animate_denoising(path: Path, onset_beat: np.ndarray, frames: list[np.ndarra
     from .fileio import atomic_path
 
     fig, (ax_t, ax_v) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    x, _ = onset_curve(onset_beat, frames[0][:, 0])
+    x, _ = onset_curve(onset_beat, frames[0][:, Row.BEAT_PERIOD])
     (lt,) = ax_t.plot(x, np.zeros_like(x))
     (lv,) = ax_v.plot(x, np.zeros_like(x))
     ax_t.set_ylabel("tempo (BPM)")
     ax_v.set_ylabel("velocity (MIDI)")
     ax_v.set_ylim(0, 127)
-    tempos = [60 / np.maximum(onset_curve(onset_beat, f[:, 0])[1], 1e-3) for f in frames]
+    tempos = [60 / np.maximum(onset_curve(onset_beat, f[:, Row.BEAT_PERIOD])[1], 1e-3) for f in frames]
     ax_t.set_ylim(0, max(60.0, float(np.percentile(np.concatenate(tempos), 99)) * 1.1))
 
     def update(i):
         lt.set_ydata(tempos[i])
-        lv.set_ydata(onset_curve(onset_beat, frames[i][:, 1] * 127)[1])
+        lv.set_ydata(onset_curve(onset_beat, frames[i][:, Row.VELOCITY] * 127)[1])
         ax_t.set_title(f"denoising step {i + 1} / {len(frames)}: predicted x0")
         return lt, lv
 

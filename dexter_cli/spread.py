@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data.codec import Row
 from .errors import DexterError
-
-MAX_SPREAD = 4.0
+from .sampling import MAX_SPREAD
 
 
 def parse_spread(text: str | None) -> tuple[float, float, float] | None:
@@ -85,15 +85,15 @@ def widen_curves(p: np.ndarray, onset_beat: np.ndarray, tempo: float = 1.0, velo
 
     for k in range(len(flat)):
         if tempo != 1.0:
-            bp = np.maximum(flat[k, :, 0].astype(np.float64), 1e-6)
+            bp = np.maximum(flat[k, :, Row.BEAT_PERIOD].astype(np.float64), 1e-6)
             # tempo in log BPM per onset: -log(mean beat period) up to a constant
             log_bp = np.log(onset_mean(bp))
             target = log_bp.mean() + tempo * (log_bp - log_bp.mean())
-            flat[k, :, 0] = bp * np.exp(target - log_bp)[group]
+            flat[k, :, Row.BEAT_PERIOD] = bp * np.exp(target - log_bp)[group]
         if velocity != 1.0 or voicing != 1.0:
-            vel = flat[k, :, 1].astype(np.float64)
+            vel = flat[k, :, Row.VELOCITY].astype(np.float64)
             v = onset_mean(vel)
             target = v.mean() + velocity * (v - v.mean())
             # the onset's mean moves to the widened curve, each note's offset from it by the voicing gain
-            flat[k, :, 1] = np.clip(target[group] + voicing * (vel - v[group]), 1 / 127, 1.0)
+            flat[k, :, Row.VELOCITY] = np.clip(target[group] + voicing * (vel - v[group]), 1 / 127, 1.0)
     return flat.reshape(p.shape)

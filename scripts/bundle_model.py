@@ -23,8 +23,26 @@ from pathlib import Path
 import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
-from dexter_cli.engine import CURVE_MODES, DEFAULT_CHECKPOINT, load_expression, sampling_settings, sampling_steps
+from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression
+from dexter_cli.model.config import RETIRED
+from dexter_cli.prior import PRIOR_PREFIX, Prior
+from dexter_cli.sampling import CURVE_MODES, SamplingOptions
 from dexter_cli.spread import parse_spread
+
+
+def stored_prior(state: dict, config: dict) -> dict:
+    """The weights with the prior as tensors: a checkpoint written when the prior's weights were JSON
+    lists in the codec statistics is brought to the current layout (its values unchanged)."""
+    stats = config["codec"]["stats"]
+    if not any(k.startswith(PRIOR_PREFIX) for k in state) and stats.get("prior_weights") is not None:
+        prior = Prior(torch.tensor(stats["prior_weights"], dtype=torch.float32), tuple(stats.get("prior_context", ())))
+        state = {**state, **prior.state_dict()}
+    for key in ("prior_weights", "prior_context"):
+        stats.pop(key, None)
+    for key in RETIRED:
+        config["model"].pop(key, None)
+    config["task"].pop("prior_fit", None)
+    return state
 
 
 def main() -> None:
@@ -74,8 +92,8 @@ def main() -> None:
         config.setdefault("sampling", {}).pop("curves", None)
         if args.curves != "sample":
             config["sampling"]["curves"] = args.curves
-    sampling_settings(config)  # a bad recorded default fails here, before the bundled model is replaced
-    sampling_steps(config)
+    SamplingOptions.for_model(config)  # a bad recorded default fails here, before the bundled model is replaced
+    state = stored_prior(state, config)
     dtype = args.dtype or config.get("weights_dtype", "float32")
     if dtype not in ("float32", "float16"):
         ap.error(f"the checkpoint stores its weights as {dtype}: give --dtype float32 or float16")

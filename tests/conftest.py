@@ -24,6 +24,32 @@ def shared_datasets() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def store_path(tmp_path_factory) -> Path:
+    """A small store built from code (two pieces, mixup, train and valid splits, transfer pairs)."""
+    from dexter_cli.data import CodecStore, pair_store, run_codec
+
+    from .synth import make_asap_tree
+
+    root = make_asap_tree(tmp_path_factory.mktemp("asap"), {"A/B/1": 3, "A/B/2": 2}, n_notes=40)
+    out = tmp_path_factory.mktemp("store") / "codec"
+    run_codec(out, datasets_root=None, roots={"asap": root}, max_note_seq=16, mixup=True, fractions=(0.6, 0.4, 0.0))
+    st = CodecStore(out)
+    assert len(st.split_indices("train")) and len(st.split_indices("valid"))
+    pair_store(out, k=None, seed=0)
+    return out
+
+
+def cfg_for(store_path: Path, run_dir: Path, *extra: str):
+    """A tiny training config over ``store_path``: 12 steps, evaluated at 6 and 12."""
+    from dexter_cli.config import load_config
+
+    return load_config(None, TINY + [f"data.path={store_path}", f"run_dir={run_dir}", "optim.batch_size=4",
+                                     "optim.max_steps=12", "optim.warmup_steps=3", "eval.every=6",
+                                     "eval.checkpoint_every=100", "eval.log_every=3", "eval.steps=3",
+                                     "eval.sample_segments=2", "eval.valid_batches=1", *extra])
+
+
 TINY = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
         "model.attention_every=0", "model.step_embed_dim=16"]
 

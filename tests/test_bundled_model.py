@@ -25,7 +25,8 @@ def test_cli_renders_partituras_example_with_the_bundled_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(pt.load_performance_midi(str(out)).note_array()) == len(pt.load_score(pt.EXAMPLE_MUSICXML).note_array())
     r = subprocess.run([sys.executable, "-m", "dexter_cli", "render", "--info"], capture_output=True, text=True)
-    assert r.returncode == 0 and "trained" in r.stdout and "weights stored in float16" in r.stdout
+    said = " ".join(r.stdout.split())  # as read, not as wrapped to the terminal
+    assert r.returncode == 0 and "trained" in said and "weights stored in float16" in said
 
 
 def test_bundled_weights_are_small():
@@ -43,10 +44,10 @@ def test_real_score_renders_without_seams(shared_datasets, tmp_path):
     A seam is the excess jump of the same onset pairs on an edge; it must not be significantly
     above 5 % of the jump between consecutive onsets inside the windows (inaudible)."""
     from dexter_cli.evaluation.continuity import paired_seams
-    from dexter_cli.render import render_layouts
+    from dexter_cli.evaluation.continuity import render_layouts
 
     # 50 % overlap of 300-note windows: stride 150, the second layout's edges moved by 75
-    onset_beat, renders, edges, _ = render_layouts(shared_datasets / BWV848, (0, 75), range(3), overlap=0.5)
+    onset_beat, renders, edges, _ = render_layouts(shared_datasets / BWV848, (0, 75), range(3), {"overlap": 0.5})
     seams = paired_seams(onset_beat, renders, edges)
     assert seams["pairs"] >= 8, seams
     for name in ("tempo", "velocity"):
@@ -61,11 +62,12 @@ CONTROLS = ["tempo_level", "rubato", "loudness", "dynamic_range", "articulation"
 def test_each_control_moves_its_descriptor_monotonically(shared_datasets, name):
     from dexter_cli.data.codec import C_BUILTIN_NAMES, control_features
     from dexter_cli.data.decode import decode_performance
-    from dexter_cli.render import _render
+    from dexter_cli.render import sample_score
 
     measured = []
     for v in (-2, -1, 0, 1, 2):
-        score, p, _ = _render(shared_datasets / BWV848, controls=[f"{name}={v}"], seed=0, num_samples=2)
+        sampled = sample_score(shared_datasets / BWV848, {"controls": [f"{name}={v}"], "seed": 0, "num_samples": 2})
+        score, p = sampled.score, sampled.p_codec
         vals = []
         for q in p:
             onset = score.note_array["onset_beat"].astype(float)

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from dexter_cli.diffusion.windows import WindowedDenoiser
+from dexter_cli.config import TaskConfig
 from dexter_cli.engine import build_expression
 from dexter_cli.model import ModelConfig
+from dexter_cli.sampling import SamplingOptions
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
@@ -24,7 +26,7 @@ def _expression():
     torch.manual_seed(0)
     expr = build_expression(ModelConfig(p_dim=5, s_dim=S_DIM, c_dim=C_DIM, residual_channels=16, residual_layers=4,
                                         dilation_cycle=2, attention_every=2, attention_heads=2),
-                            STATS, {"prediction": "v"})
+                            STATS, TaskConfig(prediction="v"))
     torch.nn.init.normal_(expr.model.out.weight, std=0.1)  # the output layer starts at zero
     return expr
 
@@ -44,21 +46,21 @@ def _on(expr, device):
 def test_sampling_on_the_gpu_matches_the_cpu(sampler):
     expr, batch = _expression(), _batch()
     steps = 50 if sampler == "ddpm" else 10
-    kw = {"sampler": sampler, "steps": steps, "guidance": 2.0}
-    cpu = _on(expr, "cpu").sample(batch, generator=torch.Generator().manual_seed(3), **kw)
-    gpu = _on(expr, "cuda").sample({k: v.cuda() for k, v in batch.items()},
-                                   generator=torch.Generator().manual_seed(3), **kw)
+    opts = SamplingOptions(sampler=sampler, steps=steps, guidance=2.0)
+    cpu = _on(expr, "cpu").sample(batch, opts, generator=torch.Generator().manual_seed(3))
+    gpu = _on(expr, "cuda").sample({k: v.cuda() for k, v in batch.items()}, opts,
+                                   generator=torch.Generator().manual_seed(3))
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=2e-3)
 
 
 def test_whole_piece_windows_and_variation_on_the_gpu():
     expr, batch = _expression(), _batch(50)
-    kw = {"steps": 8, "guidance": 2.0, "x_start": batch["p_codec"], "strength": 0.5,
-          "wrap": lambda d: WindowedDenoiser(d, 50, 20, 10, seq_keys=("s", "c", "mask"))}
-    cpu = _on(expr, "cpu").sample(batch, generator=torch.Generator().manual_seed(4), **kw)
+    opts = SamplingOptions(steps=8, guidance=2.0, strength=0.5)
+    kw = {"x_start": batch["p_codec"], "wrap": lambda d: WindowedDenoiser(d, 50, 20, 10, seq_keys=("s", "c", "mask"))}
+    cpu = _on(expr, "cpu").sample(batch, opts, generator=torch.Generator().manual_seed(4), **kw)
     gb = {k: v.cuda() for k, v in batch.items()}
-    gpu = _on(expr, "cuda").sample(gb, generator=torch.Generator().manual_seed(4), **{**kw, "x_start": gb["p_codec"]})
+    gpu = _on(expr, "cuda").sample(gb, opts, generator=torch.Generator().manual_seed(4), **{**kw, "x_start": gb["p_codec"]})
     torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=2e-3)
 
 

@@ -221,7 +221,7 @@ def test_rendered_midi_carries_the_models_tempo_curve(shared_datasets, tmp_path)
     from dexter_cli.render import render_score
 
     path = shared_datasets / "vienna4x22/musicxml/Mozart_K331_1st-mov.musicxml"
-    res = render_score(path, tmp_path / "out.mid", seed=0)
+    res = render_score(path, tmp_path / "out.mid", {"seed": 0})
     score = load_score(path)
     perf, _ = load_performance(res.outputs[0])
     ppart = decode_performance(score, res.p_codec[0])
@@ -245,6 +245,7 @@ def test_evaluate_scores_the_file_that_render_writes(shared_datasets, tmp_path):
     ``dexter render`` writes with the same seed and settings: within 0.01 with the notes matched by
     their known order; with parangonar matching them, within the alignment's noise."""
     from dexter_cli.evaluation.metrics import METRICS, score_against_humans
+    from dexter_cli.evaluation.pieces import Selection
     from dexter_cli.evaluation.runner import delivered, evaluate_store
     from dexter_cli.evaluation.pieces import list_pieces
     from dexter_cli.render import render_score
@@ -256,8 +257,8 @@ def test_evaluate_scores_the_file_that_render_writes(shared_datasets, tmp_path):
                                for k in (1, 2, 3)))
     rendered = tmp_path / "rendered"
     rendered.mkdir()
-    render_score(v / "musicxml/Mozart_K331_1st-mov.musicxml", rendered / "Mozart_K331_1st-mov.mid", seed=3)
-    report = evaluate_store(None, ["dexter", f"external:{rendered}"], pieces_list=listing, seed=3)
+    render_score(v / "musicxml/Mozart_K331_1st-mov.musicxml", rendered / "Mozart_K331_1st-mov.mid", {"seed": 3})
+    report = evaluate_store(None, ["dexter", f"external:{rendered}"], {"seed": 3}, selection=Selection(pieces_list=listing))
     rows = {r["renderer"]: r for r in report.per_piece}
     checked = 0
     for k in METRICS:
@@ -268,7 +269,7 @@ def test_evaluate_scores_the_file_that_render_writes(shared_datasets, tmp_path):
     assert checked >= 20
     # parangonar instead of the known order: the same file, matched by the aligner
     piece = list_pieces(listing)[0]
-    ours = delivered(piece, DexterRenderer(None, seed=3)(piece))
+    ours = delivered(piece, DexterRenderer(None, {"seed": 3})(piece))
     theirs = ExternalRenderer(rendered, by_order=False)(piece)
     assert theirs.mask.mean() > 0.97  # parangonar matches nearly every note of a file that plays them all
     a, b = (score_against_humans(piece.onset_beat, x, piece.humans) for x in (ours, theirs))

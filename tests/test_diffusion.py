@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dexter_cli.diffusion import Schedule, diffusion_loss, sample_ddim, sample_ddpm, sample_dpmpp_2m, training_target
+from dexter_cli.diffusion.samplers import Guided
 from dexter_cli.errors import DexterError
 
 MU, S = 0.7, 0.5  # data distribution N(MU, S^2): its exact denoiser is known in closed form
@@ -46,35 +47,35 @@ def test_dpmpp_2m_reproduces_the_probability_flow_of_a_gaussian(sched):
     g = torch.Generator().manual_seed(0)
     x_T = torch.randn(2, 16, 5, generator=g, dtype=torch.float64)
     ref = ode_solution(sched, x_T)
-    err = {n: (sample_dpmpp_2m(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=n) - ref).abs().max().item()
+    err = {n: (sample_dpmpp_2m(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=n) - ref).abs().max().item()
            for n in (20, 40, 80)}
     assert err[20] < 0.03
     assert err[40] < err[20] / 3 and err[80] < err[40] / 3  # second-order convergence
     # and it beats first-order DDIM at the same step count by far
-    ddim = (sample_ddim(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=10) - ref).abs().max().item()
-    dpm = (sample_dpmpp_2m(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=10) - ref).abs().max().item()
+    ddim = (sample_ddim(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=10) - ref).abs().max().item()
+    dpm = (sample_dpmpp_2m(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=10) - ref).abs().max().item()
     assert dpm < ddim / 4
 
 
 def test_ddim_eta0_follows_the_ode(sched):
     x_T = torch.randn(4, 8, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     ref = ode_solution(sched, x_T)
-    e100 = (sample_ddim(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=100) - ref).abs().max().item()
-    e400 = (sample_ddim(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=400) - ref).abs().max().item()
+    e100 = (sample_ddim(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=100) - ref).abs().max().item()
+    e400 = (sample_ddim(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=400) - ref).abs().max().item()
     assert e100 < 0.06 and e400 < e100 / 3  # first-order convergence to the ODE solution
 
 
 def test_ddim_eta1_with_every_step_is_ddpm(sched):
     x_T = torch.randn(3, 8, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    a = sample_ddpm(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, generator=torch.Generator().manual_seed(5))
-    b = sample_ddim(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=1000, eta=1.0,
+    a = sample_ddpm(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, generator=torch.Generator().manual_seed(5))
+    b = sample_ddim(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=1000, eta=1.0,
                     generator=torch.Generator().manual_seed(5))
     assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_ddpm_samples_have_the_data_statistics(sched):
     x_T = torch.randn(20000, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    out = sample_ddpm(gaussian_denoiser(sched), x_T, sched, cond={}, generator=torch.Generator().manual_seed(4))
+    out = sample_ddpm(Guided(gaussian_denoiser(sched), {}), x_T, sched, generator=torch.Generator().manual_seed(4))
     assert out.mean().item() == pytest.approx(MU, abs=0.02)
     assert out.std().item() == pytest.approx(S, rel=0.03)
 
@@ -82,9 +83,9 @@ def test_ddpm_samples_have_the_data_statistics(sched):
 @pytest.mark.parametrize("prediction", ["x0", "v"])
 def test_parametrisations_agree(sched, prediction):
     x_T = torch.randn(2, 8, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
-    ref = sample_dpmpp_2m(gaussian_denoiser(sched, "eps"), x_T.clone(), sched, cond={}, steps=15)
-    out = sample_dpmpp_2m(gaussian_denoiser(sched, prediction), x_T.clone(), sched, cond={}, steps=15,
-                          prediction=prediction)
+    ref = sample_dpmpp_2m(Guided(gaussian_denoiser(sched, "eps"), {}), x_T.clone(), sched, steps=15)
+    out = sample_dpmpp_2m(Guided(gaussian_denoiser(sched, prediction), {}, prediction=prediction), x_T.clone(), sched,
+                          steps=15)
     assert torch.allclose(out, ref, atol=1e-6)
 
 
@@ -93,7 +94,7 @@ def test_start_from_a_given_xt_recovers_point_mass_data(sched):
     den = lambda x, t, c: (x - sched.ab(t).reshape(-1, 1, 1).sqrt() * a) / (1 - sched.ab(t).reshape(-1, 1, 1)).sqrt()
     xt = sched.q_sample(a, torch.full((2,), 400), torch.randn(a.shape, dtype=torch.float64))
     for sampler in (sample_ddim, sample_dpmpp_2m):
-        assert torch.allclose(sampler(den, xt.clone(), sched, cond={}, steps=10, t_start=400), a, atol=1e-8)
+        assert torch.allclose(sampler(Guided(den, {}), xt.clone(), sched, steps=10, t_start=400), a, atol=1e-8)
 
 
 def test_classifier_free_guidance_combines_one_batched_pass(sched):
@@ -105,13 +106,13 @@ def test_classifier_free_guidance_combines_one_batched_pass(sched):
 
     x_T = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     cond, uncond = {"shift": torch.full((2, 1, 1), 0.1)}, {"shift": torch.zeros(2, 1, 1)}
-    w0 = sample_ddim(den, x_T.clone(), sched, cond=cond, uncond=uncond, guidance=0.0, steps=5)
+    w0 = sample_ddim(Guided(den, cond, uncond, 0.0), x_T.clone(), sched, steps=5)
     assert calls == [4] * 5  # conditional and unconditional passes in one batch
-    plain_u = sample_ddim(den, x_T.clone(), sched, cond=uncond, steps=5)
+    plain_u = sample_ddim(Guided(den, uncond), x_T.clone(), sched, steps=5)
     assert torch.allclose(w0, plain_u, atol=1e-10)
-    w1 = sample_ddim(den, x_T.clone(), sched, cond=cond, uncond=uncond, guidance=1.0, steps=5)
-    assert torch.allclose(w1, sample_ddim(den, x_T.clone(), sched, cond=cond, steps=5))
-    w3 = sample_ddim(den, x_T.clone(), sched, cond=cond, uncond=uncond, guidance=3.0, steps=5)
+    w1 = sample_ddim(Guided(den, cond, uncond, 1.0), x_T.clone(), sched, steps=5)
+    assert torch.allclose(w1, sample_ddim(Guided(den, cond), x_T.clone(), sched, steps=5))
+    w3 = sample_ddim(Guided(den, cond, uncond, 3.0), x_T.clone(), sched, steps=5)
     assert not torch.allclose(w3, w1)
 
 
@@ -154,6 +155,6 @@ def test_clip_x0_bounds_the_predicted_data_and_keeps_eps_consistent(sched):
     assert torch.allclose(a.sqrt() * x0_c + (1 - a).sqrt() * eps_c, x)  # still x_t = sqrt(ab) x0 + sqrt(1-ab) eps
     # an exact denoiser is untouched by a bound its data never reaches
     x_T = torch.randn(2, 8, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    a1 = sample_dpmpp_2m(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=20)
-    a2 = sample_dpmpp_2m(gaussian_denoiser(sched), x_T.clone(), sched, cond={}, steps=20, clip_x0=50.0)
+    a1 = sample_dpmpp_2m(Guided(gaussian_denoiser(sched), {}), x_T.clone(), sched, steps=20)
+    a2 = sample_dpmpp_2m(Guided(gaussian_denoiser(sched), {}, clip_x0=50.0), x_T.clone(), sched, steps=20)
     assert torch.allclose(a1, a2)

@@ -16,7 +16,7 @@ from dexter_cli.data.vocab import S_CODEC_NAMES
 from dexter_cli.evaluation.metrics import Performance, compare, dynamics_levels, human_ceiling, marking_agreement
 from dexter_cli.evaluation.runner import delivered, evaluate_store
 from dexter_cli.evaluation.report import write_report
-from dexter_cli.evaluation.pieces import store_pieces
+from dexter_cli.evaluation.pieces import Selection, store_pieces
 from dexter_cli.evaluation.baselines import LinearRenderer
 
 pytestmark = pytest.mark.slow
@@ -110,9 +110,17 @@ def test_human_references_are_leave_one_out(mozart):
 def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart, tmp_path):
     st = CodecStore(vienna)
     lin = LinearRenderer(st)
-    assert (np.asarray(st.seg_split)[lin.fitted_on] == 0).all()
-    assert (np.asarray(st.seg_synthetic)[lin.fitted_on] == 0).all()
-    report = evaluate_store(vienna, ["deadpan", "linear"], split="test")
+    from dexter_cli.config import TaskConfig
+    from dexter_cli.prior import CONTEXT_WIDTHS, fit_within
+
+    # the prior alone, fitted on the real train segments: not on the test split, not on mixup
+    alpha = TaskConfig().prior_alpha
+    train_real = np.flatnonzero((np.asarray(st.seg_split) == 0) & (np.asarray(st.seg_synthetic) == 0))
+    assert np.allclose(lin.prior.weights.numpy(), fit_within(st, alpha, CONTEXT_WIDTHS, segments=train_real), atol=1e-6)
+    everything = np.arange(len(st.seg_split))
+    assert not np.allclose(lin.prior.weights.numpy(), fit_within(st, alpha, CONTEXT_WIDTHS, segments=everything),
+                           atol=1e-4)
+    report = evaluate_store(vienna, ["deadpan", "linear"])
     s = report.summary
     assert s["deadpan"]["tempo_r"] == 0.0 and s["deadpan"]["velocity_r"] == 0.0
     assert s["human"]["velocity_r"] > 0.3 and s["human"]["tempo_r"] > 0.3
@@ -140,7 +148,7 @@ def test_deadpan_is_the_floor_and_linear_is_fitted_on_train_only(vienna, mozart,
     assert s["deadpan"]["tempo_vel_r"] == 0.0 and np.isfinite(s["human"]["tempo_vel_r"])
     assert s["deadpan"]["voicing_r"] == 0.0 and s["human"]["voicing_r"] > 0.0  # every chord even: no voicing
     # two processes give the same numbers as one
-    again = evaluate_store(vienna, ["deadpan", "linear"], split="test", workers=2)
+    again = evaluate_store(vienna, ["deadpan", "linear"], workers=2)
     for r in ("human", "deadpan", "linear"):
         for k, v in s[r].items():
             assert again.summary[r][k] == pytest.approx(v, nan_ok=True), (r, k)
@@ -152,7 +160,7 @@ def test_pieces_list_with_a_bad_row_and_a_lone_performance(vienna, shared_datase
     rows.append(f"{v}/musicxml/Mozart_K331_1st-mov.musicxml,{tmp_path}/missing.match")
     rows.append(f"{v}/musicxml/Chopin_op38.musicxml,{v}/match/Chopin_op38_p01.match")
     (tmp_path / "pieces.csv").write_text("score,performance\n" + "\n".join(rows) + "\n")
-    report = evaluate_store(vienna, ["deadpan"], pieces_list=tmp_path / "pieces.csv")
+    report = evaluate_store(vienna, ["deadpan"], selection=Selection(pieces_list=tmp_path / "pieces.csv"))
     mozart = [r for r in report.per_piece if r["piece"].startswith("Mozart") and r["renderer"] == "human"]
     assert mozart[0]["n_humans"] == 3 and mozart[0]["velocity_r"] > 0.3
     assert any("missing.match" in p and "not found" in p for p in report.problems)
@@ -169,7 +177,7 @@ def test_external_renderer_is_aligned_and_scored(vienna, shared_datasets, tmp_pa
         warnings.simplefilter("ignore")
         perf, _ = pt.load_match(str(shared_datasets / "vienna4x22/match/Mozart_K331_1st-mov_p05.match"))
         pt.save_performance_midi(perf, str(ext / "Mozart_K331_1st-mov.mid"))
-    report = evaluate_store(vienna, [f"external:{ext}"], split="test")
+    report = evaluate_store(vienna, [f"external:{ext}"])
     row = report.summary[f"external:{ext}"]
     assert row["pieces"] == 1 and row["velocity_r"] > 0.5 and row["tempo_r"] > 0.3
     # a MIDI of another piece under the right name: reported for that piece, not a crash
@@ -178,26 +186,27 @@ def test_external_renderer_is_aligned_and_scored(vienna, shared_datasets, tmp_pa
         other, _ = pt.load_match(str(shared_datasets / "vienna4x22/match/Chopin_op38_p01.match"))
         pt.save_performance_midi(other, str(ext / "Mozart_K331_1st-mov.mid"))
     with pytest.raises(DexterError, match="could not be scored on any of the 1 pieces.*is it a performance of this piece"):
-        evaluate_store(vienna, [f"external:{ext}"], split="test")
+        evaluate_store(vienna, [f"external:{ext}"])
 
 
 def test_dexter_test_and_transfer_movement(vienna, tmp_path):
     from dexter_cli.config import load_config
-    from dexter_cli.evaluation.segments import run_test
+    from dexter_cli.evaluation.segments import TestPlan, run_test
     from dexter_cli.train import train
 
     tiny = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation_cycle=3",
             "model.attention_every=0", "model.step_embed_dim=16", f"data.path={vienna}", "optim.batch_size=4",
             "optim.max_steps=10", "eval.every=100", "eval.log_every=5"]
     train(load_config(None, tiny + [f"run_dir={tmp_path / 'g'}"]))
-    rep = run_test(vienna, tmp_path / "s", checkpoint=tmp_path / "g/checkpoints/last", limit=3, steps=3)
+    rep = run_test(vienna, tmp_path / "s", {"steps": 3}, checkpoint=tmp_path / "g/checkpoints/last",
+                   plan=TestPlan(limit=3))
     assert rep.segments == 3 and {"tempo_r", "velocity_r", "mse_norm_velocity"} <= set(rep.metrics)
     assert len(list((tmp_path / "s").glob("*_pred.mid"))) == 3 and len(list((tmp_path / "s").glob("*_label.mid"))) == 3
     written = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert written["steps"] == 3 and written["sampler"] == "dpm++" and written["seed"] == 0  # what was sampled
     train(load_config(None, tiny + [f"run_dir={tmp_path / 't'}", "task.target=transfer"]))
-    rep = run_test(vienna, tmp_path / "x", checkpoint=tmp_path / "t/checkpoints/last", limit=2, steps=3,
-                   transfer=True, sample_steps_frac=0.75)
+    rep = run_test(vienna, tmp_path / "x", {"steps": 3, "strength": 0.75}, checkpoint=tmp_path / "t/checkpoints/last",
+                   plan=TestPlan(limit=2, transfer=True))
     assert np.isfinite(rep.metrics["transfer_movement"])
     assert len(list((tmp_path / "x").glob("*_source.mid"))) == 2
 
@@ -215,15 +224,16 @@ def test_listed_pieces_are_named_by_the_shortest_distinct_tail_of_their_path():
 
 def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
     from dexter_cli.evaluation.metrics import METRICS, score_against_humans
-    from dexter_cli.render import render_piece_codec
+    from dexter_cli.render import sample_score
 
     store = checkpoint.parents[2] / "store"  # the tiny checkpoint's own store: every piece in train
-    report = evaluate_store(store, ["dexter"], checkpoint=checkpoint, split="train", steps=2, limit=1, samples=3)
+    report = evaluate_store(store, ["dexter"], {"steps": 2, "num_samples": 3}, checkpoint=checkpoint,
+                            selection=Selection("train", limit=1))
     row = next(r for r in report.per_piece if r["renderer"] == "dexter")
     # the same three interpretations, scored one by one here
     piece = store_pieces(CodecStore(store), "train", limit=1)[0]
-    p, _ = render_piece_codec(piece.path, checkpoint=checkpoint, unfold=piece.entry["unfolded"], steps=2,
-                              num_samples=3)
+    p = sample_score(piece.path, {"steps": 2, "num_samples": 3}, checkpoint=checkpoint,
+                     unfold=piece.entry["unfolded"]).p_codec
     level = dynamics_levels(piece.onset_beat, piece.s_codec, S_CODEC_NAMES)
     for h in piece.humans:
         h.features = performance_features(piece.score, h.p_codec, h.mask)
@@ -234,16 +244,18 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
         rows.append(score_against_humans(piece.onset_beat, perf, piece.humans, level))
     assert rows[0]["velocity_r"] != pytest.approx(rows[1]["velocity_r"])  # the samples differ
     # the report records what was sampled, the model's defaults resolved
-    from dexter_cli.engine import load_expression, sampling_settings
+    from dexter_cli.engine import load_expression
+    from dexter_cli.sampling import SamplingOptions
 
     config = load_expression(checkpoint)[1]
-    w, tau = sampling_settings(config)
+    opts = SamplingOptions.for_model(config)
     assert report.settings["dexter"] == {"model": config["training"].get("name"), "sampler": "dpm++", "steps": 2,
-                                         "guidance": w, "temperature": tau, "spread": [1.0, 1.0, 1.0], "curves": "sample",
-                                         "seed": 0, "overlap": 0.5, "samples": 3}  # it records no spread, no curve mode
+                                         "guidance": opts.guidance, "temperature": opts.temperature,
+                                         "spread": [1.0, 1.0, 1.0], "curves": "sample", "seed": 0, "overlap": 0.5,
+                                         "strength": 0.5, "controls": {}, "num_samples": 3}  # no spread, no curve mode
     assert report.settings["split"] == "train" and report.settings["pieces"] == 1
     for k in METRICS:
         vals = [r[k] for r in rows if np.isfinite(r[k])]
         assert row[k] == pytest.approx(np.mean(vals) if vals else np.nan, nan_ok=True), k
-    with pytest.raises(DexterError, match="samples"):
-        evaluate_store(store, ["dexter"], checkpoint=checkpoint, split="train", samples=0)
+    with pytest.raises(DexterError, match="num-samples"):
+        evaluate_store(store, ["dexter"], {"num_samples": 0}, checkpoint=checkpoint, selection=Selection("train"))

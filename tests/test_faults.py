@@ -116,12 +116,12 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, r
 
 BATCH_CODE = r"""
 import json, sys
-from dexter_cli.render import render_batch
+from dexter_cli.batch import render_batch
 rss = []
 def progress(stage, done, total):
     with open("/proc/self/statm") as fh:
         rss.append(int(fh.read().split()[1]) * 4096 / 2**20)
-res = render_batch(sys.argv[1], sys.argv[2], checkpoint=sys.argv[3], steps=4, progress=progress)
+res = render_batch(sys.argv[1], sys.argv[2], {"steps": 4}, checkpoint=sys.argv[3], progress=progress)
 print(json.dumps({"rss": rss, "rendered": len(res.rendered), "skipped": len(res.skipped)}))
 """
 

@@ -21,7 +21,9 @@ from dexter_cli.config import load_config
 from dexter_cli.data import CodecStore, run_codec
 from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.diffusion import Schedule
+from dexter_cli.config import TaskConfig
 from dexter_cli.engine import Expression, build_expression
+from dexter_cli.sampling import SamplingOptions
 from dexter_cli.evaluation.metrics import Performance, compare, kl_divergence, onset_curves
 from dexter_cli.evaluation.metrics import pearson
 from dexter_cli.model import Denoiser
@@ -90,7 +92,7 @@ def test_training_loss_is_dexters_formula_computed_by_hand(prediction):
     batch["p_codec"][1, 2, 2] = 5.0  # a 5 s timing deviation: 100 std, clipped to 5
     out = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(1))  # masked entries too: they must not count
     net = FixedNet(out)
-    expr = Expression(net, CodecNormalizer(STATS, 5.0), Schedule.linear(T), prediction=prediction)
+    expr = Expression(net, CodecNormalizer(STATS, 5.0), Schedule.linear(T), TaskConfig(prediction=prediction))
     got = expr.loss(batch, torch.Generator().manual_seed(2))
 
     x_t, t = net.seen[0][0].double(), net.seen[0][1]
@@ -190,7 +192,7 @@ def sgd_by_hand(cfg, store: Path, steps: int, lr: float) -> dict[str, torch.Tens
     st = CodecStore(store)
     data = SegmentSet(st, "train", synthetic=cfg.data.synthetic)
     torch.manual_seed(cfg.seed)
-    expr = build_expression(cfg.model, st.meta["stats"], cfg.task.__dict__)
+    expr = build_expression(cfg.model, st.meta["stats"], cfg.task)
     for step in range(steps):
         expr.model.zero_grad()
         expr.loss(data.batch(batch_indices(step, len(data), 4, cfg.seed)), None)["loss"].backward()
@@ -276,8 +278,8 @@ def test_transfer_starts_from_the_source_without_noise():
     batch = toy_batch(3)
     batch.update(source_p=toy_batch(4)["p_codec"], source_c=batch["c_codec"])
     norm = CodecNormalizer(STATS, 5.0)
-    expr = Expression(FixedNet(), norm, Schedule.linear(T), target="transfer")
-    outs = [expr.sample(batch, steps=5, strength=0.01, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    expr = Expression(FixedNet(), norm, Schedule.linear(T), TaskConfig(target="transfer"))
+    outs = [expr.sample(batch, SamplingOptions(steps=5, strength=0.01), generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
     want = normalised(batch["source_p"]) / math.sqrt(alpha_bar(9))
     for out in outs:
         assert torch.allclose(normalised(out), want, atol=1e-3)
@@ -290,8 +292,8 @@ def test_a_variation_with_the_fewest_noise_steps_stays_at_its_source(sampler):
     result would be about n, a distance near 1 in the normalised space."""
     batch = toy_batch(5)
     source = toy_batch(6)["p_codec"]
-    expr = Expression(FixedNet(), CodecNormalizer(STATS, 5.0), Schedule.linear(T))
-    out = expr.sample(batch, sampler=sampler, steps=5, x_start=source, strength=1 / T,
+    expr = Expression(FixedNet(), CodecNormalizer(STATS, 5.0), Schedule.linear(T), TaskConfig())
+    out = expr.sample(batch, SamplingOptions(sampler=sampler, steps=5, strength=1 / T), x_start=source,
                       generator=torch.Generator().manual_seed(0))
     gap = (normalised(out) - normalised(source)).abs()
     assert gap.mean() < 0.03 and gap.max() < 0.1

@@ -6,6 +6,7 @@ import torch
 
 from dexter_cli.data import CodecStore, run_codec
 from dexter_cli.data.dataset import SegmentSet
+from dexter_cli.config import TaskConfig
 from dexter_cli.engine import build_expression
 from dexter_cli.model import ModelConfig
 
@@ -19,7 +20,7 @@ def test_tiny_model_overfits_real_segments(shared_datasets, tmp_path):
     batch = SegmentSet(st, "train", synthetic=False).batch(np.arange(4))
     torch.manual_seed(0)
     cfg = ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=32, residual_layers=4, dilation_cycle=4)
-    expr = build_expression(cfg, st.meta["stats"], {"cond_drop": 0.0, "timesteps": 1000})
+    expr = build_expression(cfg, st.meta["stats"], TaskConfig(cond_drop=0.0, timesteps=1000))
     opt = torch.optim.Adam(expr.model.parameters(), lr=3e-3)
 
     def fixed_loss() -> float:

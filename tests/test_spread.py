@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dexter_cli.engine import sampling_spread
 from dexter_cli.errors import DexterError
 from dexter_cli.evaluation.metrics import Performance, onset_curves
 from dexter_cli.spread import parse_spread, widen_curves
@@ -51,21 +50,13 @@ def test_widening_clips_velocities_to_midi_and_takes_a_batch():
     assert np.allclose(q[0], widen_curves(p, onset, velocity=4.0))  # each sample on its own
 
 
-def test_parse_spread_and_the_recorded_default():
+def test_parse_spread():
     assert parse_spread("2") == (2.0, 2.0, 2.0)
     assert parse_spread("1, 2.1") == (1.0, 2.1, 1.0)
     assert parse_spread("1,2.1,1.6") == (1.0, 2.1, 1.6)
     for bad in ("x", "1,2,3,4", "-1", "9", "nan"):
         with pytest.raises(DexterError, match="--spread"):
             parse_spread(bad)
-    config = {"sampling": {"temperature": 0.1, "spread": {"tempo": 1.0, "velocity": 2.1, "voicing": 1.6}}}
-    assert sampling_spread(config, None, 0.1) == (1.0, 2.1, 1.6)  # the recorded gains, at the recorded temperature
-    assert sampling_spread(config, None, 1.0) == (1.0, 1.0, 1.0)  # another temperature: the model's own range
-    assert sampling_spread(config, None, 0.1, from_noise=False) == (1.0, 1.0, 1.0)  # a re-rendered performance
-    assert sampling_spread(config, (3.0, 0.5, 2.0), 1.0) == (3.0, 0.5, 2.0)  # what is asked wins
-    assert sampling_spread({}, None, 0.1) == (1.0, 1.0, 1.0)  # a model with none recorded
-    old = {"sampling": {"temperature": 0.1, "spread": {"tempo": 1.0, "velocity": 2.1}}}  # recorded before voicing
-    assert sampling_spread(old, None, 0.1) == (1.0, 2.1, 1.0)
 
 
 def test_voicing_gain_widens_chords_and_leaves_the_curves():

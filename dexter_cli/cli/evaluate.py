@@ -12,7 +12,7 @@ from ._common import console, stage_progress
 
 def evaluate(
     data: Path = typer.Option(Path("data/codec_N=300_mixup"), "--data", "-d", help="Codec store: its test split is evaluated."),
-    renderers: str = typer.Option("dexter,deadpan,linear", "--renderers", "-r", help="Comma list: dexter, deadpan, linear, linear-context, external:DIR."),
+    renderers: str = typer.Option("dexter,deadpan,linear", "--renderers", "-r", help="Comma list: dexter, deadpan, linear (the prior alone), external:DIR."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint of the dexter renderer \\[default: bundled]."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     pieces: Optional[Path] = typer.Option(None, "--pieces", help="CSV/TSV of score,performance[,alignment] rows to evaluate instead of a split."),
@@ -23,9 +23,6 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Its seed."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w \\[default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Its initial noise scale (as dexter render --temperature) \\[default: the model's]."),
-    spread: Optional[str] = typer.Option(None, "--spread", help="Its gains on the curves' range and the voicing (as dexter render --spread) \\[default: the model's]."),
-    curves: Optional[str] = typer.Option(None, "--curves", help="Where its curves come from: sample or mean (as dexter render --curves) \\[default: the model's]."),
     samples: int = typer.Option(1, "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -39,20 +36,16 @@ def evaluate(
     from ..evaluation.metrics import METRICS
     from ..evaluation.runner import evaluate_store
     from ..evaluation.report import write_report
-    from ..engine import check_curves
-    from ..spread import parse_spread
-
+    from ..evaluation.pieces import Selection
     from ..fileio import check_writable
 
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
-    gains = parse_spread(spread)  # a bad value fails before any work
-    check_curves(curves)
     check_writable(out / "results.json", "results")  # an unwritable folder fails now, not after the renders
+    choices = {"sampler": sampler, "steps": steps, "seed": seed, "guidance": guidance, "overlap": overlap,
+               "num_samples": samples}
     with stage_progress(quiet) as progress:
-        report = evaluate_store(data, specs, checkpoint=checkpoint, split=split, pieces_list=pieces, limit=limit,
-                                sampler=sampler, steps=steps, seed=seed, guidance=guidance, overlap=overlap,
-                                temperature=temperature, samples=samples, workers=workers,
-                                spread=gains, curves=curves, progress=progress)
+        report = evaluate_store(data, specs, choices, checkpoint=checkpoint, selection=Selection(split, pieces, limit),
+                                workers=workers, progress=progress)
     files = write_report(report, out)
     names = list(report.summary)
     scope = pieces.name if pieces else f"{split} split of {data}"
@@ -83,7 +76,7 @@ def evaluate(
         if st:  # a model renderer: what it sampled with, its checkpoint's defaults resolved
             console.print(f"{name}: {st['model'] or 'unnamed model'}, {st['sampler']} {st['steps']} steps, w {st['guidance']:g}, "
                           f"temperature {st['temperature']:g}, spread {'/'.join(f'{g:g}' for g in st['spread'])} (tempo/velocity/voicing), "
-                          f"curves {st['curves']}, seed {st['seed']}, {st['samples']} sample(s) per piece",
+                          f"curves {st['curves']}, seed {st['seed']}, {st['num_samples']} sample(s) per piece",
                           highlight=False)
     for p in report.problems:
         console.print(f"[yellow]note:[/] {p}", highlight=False)

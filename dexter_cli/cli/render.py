@@ -18,9 +18,6 @@ def render(
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (dpm++/ddim) \\[default: the model's for dpm++, see --info; 20 otherwise]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) \\[default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale of the tempo and velocity curves, 0..2: lower = nearer the model's mean reading, less variety between seeds \\[default: the model's, see --info]."),
-    spread: Optional[str] = typer.Option(None, "--spread", help="Gains on the range of the tempo and velocity curves about the piece's means and on the voicing of chords: G for all, or TEMPO,VELOCITY[,VOICING]; 1 = the model's own range \\[default: the model's, with its default temperature; see --info]."),
-    curves: Optional[str] = typer.Option(None, "--curves", help="Where the tempo and velocity curves come from: sample (the sampler's draw) or mean (the network's reading of their mean, what a pianist's curve correlates with best) \\[default: the model's at its default temperature, see --info; sample otherwise]."),
     control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
     num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
@@ -47,21 +44,15 @@ def render(
         return
     if score is None:
         raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
-    from ..engine import check_curves
-    from ..spread import parse_spread
-
-    gains = parse_spread(spread)
-    check_curves(curves)  # a bad value fails before any work
+    choices = {"sampler": sampler, "steps": steps, "guidance": guidance, "seed": seed, "num_samples": num_samples,
+               "overlap": overlap, "strength": strength, "controls": list(control or [])}
     if score.is_dir():
         if save_codec or plot or from_:
             raise DexterError("--save-codec, --plot and --from take one score, not a folder")
-        from ..render import render_batch
+        from ..batch import render_batch
 
         with stage_progress(quiet) as progress:
-            res = render_batch(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
-                               seed=seed, controls=list(control or []), num_samples=num_samples,
-                               unfold=not as_written, overlap=overlap, temperature=temperature, spread=gains,
-                               curves=curves, progress=progress)
+            res = render_batch(score, out, choices, checkpoint=checkpoint, unfold=not as_written, progress=progress)
         for path, why in res.skipped:
             console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
         if not quiet:
@@ -72,16 +63,14 @@ def render(
             raise DexterError(f"{len(res.skipped)} of {len(res.rendered) + len(res.skipped)} scores could not be "
                               f"rendered (listed above){written}")
         return
-    from ..render import render_score
+    from ..render import Source, render_score
 
     out = out or score.with_suffix(".performance.mid")
+    source = Source(from_, alignment) if from_ is not None else None
     t0 = time.perf_counter()
     with stage_progress(quiet) as progress:
-        res = render_score(score, out, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance,
-                           seed=seed, controls=list(control or []), num_samples=num_samples, unfold=not as_written, overlap=overlap,
-                           save_codec=save_codec, plot=plot, from_performance=from_, alignment=alignment,
-                           strength=strength, temperature=temperature, spread=gains, curves=curves,
-                           progress=progress)
+        res = render_score(score, out, choices, checkpoint=checkpoint, unfold=not as_written, source=source,
+                           save_codec=save_codec, plot=plot, progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
@@ -93,7 +82,8 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
     from rich.table import Table
 
     from ..data.codec import C_DESCRIPTIONS
-    from ..engine import load_expression, sampling_curves, sampling_settings, sampling_spread, sampling_steps
+    from ..engine import load_expression
+    from ..sampling import SamplingOptions
 
     expr, config = load_expression(checkpoint)
     tr = config.get("training", {})
@@ -114,17 +104,15 @@ def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
                           f"on the frozen network of {head.get('from')} ({head.get('notes')} notes drawn)", highlight=False)
         if tr.get("weights_from"):  # scripts/bundle_model.py --fact weights_from=...
             console.print(f"weights: {tr['weights_from']}", highlight=False)
-        w, tau = sampling_settings(config)
+        opts = SamplingOptions.for_model(config)
         prior = config["task"].get("prior", "none")
-        console.print(f"sampling defaults: {sampling_steps(config)} DPM-Solver++ steps, guidance w = {w:g}, temperature {tau:g}"
+        console.print(f"sampling defaults: {opts.steps} DPM-Solver++ steps, guidance w = {opts.guidance:g}"
                       + (f"; prior mean: {prior}" if prior != "none" else ""), highlight=False)
-        g_tempo, g_vel, g_voice = sampling_spread(config, None, tau)
-        if (g_tempo, g_vel, g_voice) != (1.0, 1.0, 1.0):
-            console.print(f"curve spread at temperature {tau:g}: tempo x{g_tempo:g}, velocity x{g_vel:g} about the piece's "
-                          f"means, voicing x{g_voice:g} (--spread 1: the model's own range)", highlight=False)
-        if sampling_curves(config, None, tau) == "mean":
-            console.print(f"curves at temperature {tau:g}: the network's first-step reading of their mean; the note-level "
-                          "rows sampled (--curves sample: the sampler's draw)", highlight=False)
+        g_tempo, g_vel, g_voice = opts.spread
+        console.print(f"decoding from noise: curve noise at temperature {opts.temperature:g}; curves from "
+                      + ("the network's first-step reading of their mean" if opts.curves == "mean" else "the sampler's draw")
+                      + (f"; spread: tempo x{g_tempo:g}, velocity x{g_vel:g} about the piece's means, voicing x{g_voice:g}"
+                         if opts.spread != (1.0, 1.0, 1.0) else ""), highlight=False)
         return
     stats = config["codec"]["stats"]
     table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")

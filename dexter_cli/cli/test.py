@@ -19,7 +19,6 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps \\[default: the model's for dpm++, 20 otherwise]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight \\[default: the model's]."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Initial noise scale (as dexter render --temperature) \\[default: the model's]."),
     transfer: bool = typer.Option(False, "--transfer", help="The paper's transfer test on pairs (transfer checkpoint)."),
     sample_steps_frac: float = typer.Option(0.75, "--sample-steps-frac", help="Transfer: how deep the source is noised."),
     free_controls: bool = typer.Option(False, "--free-controls", help="Leave the controls free instead of the label's."),
@@ -37,12 +36,13 @@ def test(  # noqa: PT028  (a CLI command, not a pytest test)
 
     from ..evaluation.segments import run_test
 
+    from ..evaluation.segments import TestPlan
+
     out = out or Path("artifacts/samples") / time.strftime("%Y%m%d-%H%M%S")
+    choices = {"sampler": sampler, "steps": steps, "guidance": guidance, "seed": seed, "strength": sample_steps_frac}
+    plan = TestPlan(limit or None, batch_size, transfer, free_controls, animate)
     with stage_progress(quiet) as progress:
-        rep = run_test(data, out, checkpoint=checkpoint, limit=limit or None, batch_size=batch_size, sampler=sampler,
-                       steps=steps, guidance=guidance, seed=seed, temperature=temperature, transfer=transfer,
-                       sample_steps_frac=sample_steps_frac, free_controls=free_controls, animate=animate,
-                       progress=progress)
+        rep = run_test(data, out, choices, checkpoint=checkpoint, plan=plan, progress=progress)
     # these compare the sampled codec with the label's; `dexter evaluate` scores the delivered MIDI files
     table = Table(title=f"{rep.segments} test segments (codec-level metrics; dexter evaluate scores the MIDI files)")
     table.add_column("metric")

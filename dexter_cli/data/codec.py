@@ -12,11 +12,24 @@ mid-level perceptual features when a ``<perf>_cep_features.csv`` exists.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
+
+
+class Row(IntEnum):
+    """The p_codec rows by name: ``p[..., Row.VELOCITY]``."""
+
+    BEAT_PERIOD = 0  # seconds per beat at the note's onset
+    VELOCITY = 1  # MIDI velocity / 127
+    TIMING = 2  # onset deviation from the tempo curve, seconds
+    ARTICULATION = 3  # log of played over notated duration
+    PEDAL = 4  # sustain pedal depth at the onset, 0..1
+
 
 P_CODEC_NAMES: tuple[str, ...] = ("beat_period", "velocity", "timing", "articulation_log", "pedal")
 # p_codec rows of the tempo and loudness curves (what a sampling temperature acts on)
-CURVE_ROWS: tuple[int, ...] = (P_CODEC_NAMES.index("beat_period"), P_CODEC_NAMES.index("velocity"))
+CURVE_ROWS: tuple[int, ...] = (Row.BEAT_PERIOD, Row.VELOCITY)
 C_BUILTIN_NAMES: tuple[str, ...] = (
     "tempo_level", "rubato", "loudness", "dynamic_range", "articulation", "pedal_amount", "asynchrony",
 )

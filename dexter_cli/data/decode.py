@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import DexterError
 from ..fileio import atomic_path
 from ._partitura import pt, quiet
+from .codec import Row
 from .midi import midi_bytes
 from .scores import LoadedScore
 
@@ -65,12 +66,12 @@ def project_codec(onset_beat: np.ndarray, p_codec: np.ndarray) -> np.ndarray:
     group, n_groups = onset_groups(onset_beat)
     count = np.bincount(group, minlength=n_groups)
     mean = lambda x: np.bincount(group, weights=x, minlength=n_groups)[group] / count[group]  # noqa: E731
-    p[:, 0] = mean(np.clip(p[:, 0], 1e-3, 60.0))  # seconds per beat, one per onset
-    p[:, 1] = np.clip(p[:, 1], 1.0 / 127, 1.0)
-    timing = np.clip(p[:, 2], -5.0, 5.0)
-    p[:, 2] = timing - mean(timing)  # zero mean per onset: the onset sits on the tempo curve
-    p[:, 3] = np.clip(p[:, 3], -10.0, 10.0)
-    p[:, 4] = np.clip(p[:, 4], 0.0, 1.0)
+    p[:, Row.BEAT_PERIOD] = mean(np.clip(p[:, Row.BEAT_PERIOD], 1e-3, 60.0))  # seconds per beat, one per onset
+    p[:, Row.VELOCITY] = np.clip(p[:, Row.VELOCITY], 1.0 / 127, 1.0)
+    timing = np.clip(p[:, Row.TIMING], -5.0, 5.0)
+    p[:, Row.TIMING] = timing - mean(timing)  # zero mean per onset: the onset sits on the tempo curve
+    p[:, Row.ARTICULATION] = np.clip(p[:, Row.ARTICULATION], -10.0, 10.0)
+    p[:, Row.PEDAL] = np.clip(p[:, Row.PEDAL], 0.0, 1.0)
     return p
 
 
@@ -101,7 +102,8 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
     na = score.note_array
     p = project_codec(na["onset_beat"], p)
     params = np.zeros(len(p), dtype=[("beat_period", "f4"), ("timing", "f4"), ("articulation_log", "f4")])
-    params["beat_period"], params["timing"], params["articulation_log"] = p[:, 0], p[:, 2], p[:, 3]
+    params["beat_period"], params["timing"] = p[:, Row.BEAT_PERIOD], p[:, Row.TIMING]
+    params["articulation_log"] = p[:, Row.ARTICULATION]
     with quiet():
         od = decode_time(score_onsets=na["onset_beat"].astype(float), score_durations=na["duration_beat"].astype(float),
                          parameters=params)
@@ -110,14 +112,14 @@ def decode_performance(score: LoadedScore, p_codec: np.ndarray) -> object:
     onsets -= min(0.0, onsets.min())  # a unison spread at the first onset starts a few ms before 0
     durations = np.maximum(od[:, 1], MIN_DURATION_S)
     onsets, durations = separate_repeated_keys(onsets, durations, na["pitch"])
-    velocity = np.clip(np.round(p[:, 1] * 127), 1, 127).astype(int)
+    velocity = np.clip(np.round(p[:, Row.VELOCITY] * 127), 1, 127).astype(int)
     pitch = np.clip(na["pitch"], 0, 127).astype(int)
     offsets = onsets + durations
     notes = [{"id": nid, "midi_pitch": k, "note_on": on, "note_off": off, "sound_off": off, "velocity": v,
               "track": 0, "channel": 0}
              for nid, k, on, off, v in zip(score.note_ids.tolist(), pitch.tolist(), onsets.tolist(),
                                            offsets.tolist(), velocity.tolist())]
-    controls = pedal_events(onsets, p[:, 4])
+    controls = pedal_events(onsets, p[:, Row.PEDAL])
     return pt.performance.PerformedPart(notes, controls=controls)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DexterError
 from ._partitura import load_alignment_from_ASAP, load_parangonada_alignment, pt, quiet
-from .codec import CEP_NAMES, C_BUILTIN_NAMES, C_CODEC_NAMES, cep_features, control_features, pedal_at
+from .codec import CEP_NAMES, C_BUILTIN_NAMES, C_CODEC_NAMES, Row, cep_features, control_features, pedal_at
 from .layouts import PerformanceSource
 from .scores import LoadedScore
 
@@ -143,14 +143,14 @@ def encode_performance(src: PerformanceSource, score: LoadedScore, perf: object,
     controls = [c for pp in perf.performedparts for c in pp.controls if c.get("number") == 64]
     cc_t = np.array([c["time"] for c in controls], dtype=np.float64)
     cc_v = np.array([c["value"] for c in controls], dtype=np.float64)
-    p[:, 4] = pedal_at(perf_onset, cc_t, cc_v)
+    p[:, Row.PEDAL] = pedal_at(perf_onset, cc_t, cc_v)
 
     played = np.zeros(n, dtype=bool)
     played[rows] = True
-    played &= np.isfinite(p).all(axis=1) & (p[:, 0] > 0)
+    played &= np.isfinite(p).all(axis=1) & (p[:, Row.BEAT_PERIOD] > 0)
     if not played.any():
         raise SkipPerformance("no note has a finite codec")
-    median_bpm = 60.0 / np.median(p[played, 0])
+    median_bpm = 60.0 / np.median(p[played, Row.BEAT_PERIOD])
     if not TEMPO_RANGE_BPM[0] <= median_bpm <= TEMPO_RANGE_BPM[1]:
         raise SkipPerformance(f"tempo outlier: median {median_bpm:.1f} BPM")
     p[~played] = 0.0

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..errors import DexterError
 from .build import EncodeReport, Progress, encode_all
 from .layouts import Discovery, discover, resolve_roots
-from .store import AssembleReport, assemble_store
+from .assemble import assemble_store
+from .store import AssembleReport
 
 
 @dataclass

@@ -2,17 +2,15 @@
 
 Every sampler has the signature::
 
-    sample_x(denoiser, x, schedule, *, cond, uncond=None, guidance=1.0, prediction="eps",
-             steps=..., t_start=None, generator=None, callback=None, clip_x0=None) -> x0
+    sample_x(net, x, schedule, *, steps=..., t_start=None, generator=None, callback=None) -> x0
 
-``denoiser(x_t, t, cond) -> output`` is the network (output in the ``prediction``
-parametrisation). ``cond`` and ``uncond`` are dicts of batch-first tensors; with
-``uncond`` given and ``guidance != 1`` the two passes run as one batch and are
-combined by classifier-free guidance, ``out = out_u + w (out_c - out_u)``.
-``clip_x0`` bounds the predicted clean data (and recomputes eps from it).
-``x`` is x_{t_start} (pure noise when ``t_start`` is None, i.e. T - 1), so the
-same functions start from a partly noised performance (variation) or from a
-source performance (transfer).
+``net`` is a :class:`Guided` network: ``denoiser(x_t, t, cond) -> output`` (output in the
+``prediction`` parametrisation) with its conditions. ``cond`` and ``uncond`` are dicts of
+batch-first tensors; with ``uncond`` given and ``guidance != 1`` the two passes run as one batch
+and are combined by classifier-free guidance, ``out = out_u + w (out_c - out_u)``. ``clip_x0``
+bounds the predicted clean data (and recomputes eps from it). ``x`` is x_{t_start} (pure noise
+when ``t_start`` is None, i.e. T - 1), so the same functions start from a partly noised
+performance (variation) or from a source performance (transfer).
 """
 
 from __future__ import annotations
@@ -35,15 +33,34 @@ def _cat(a: dict, b: dict) -> dict:
 
 
 class Guided:
-    """The network output at a step, with classifier-free guidance (one batched pass):
-    ``out = out_u + w (out_c - out_u)``. The conditional and unconditional conditions are
-    concatenated once, and the denoiser sees the same ``cond`` dict at every step (so a
-    wrapper may cache what it derives from it)."""
+    """The network a sampler steps with: its output at a step, with classifier-free guidance (one
+    batched pass), ``out = out_u + w (out_c - out_u)``, read as eps_hat and x0_hat (:meth:`predict`).
+    The conditional and unconditional conditions are concatenated once, and the denoiser sees the
+    same ``cond`` dict at every step (so a wrapper may cache what it derives from it).
 
-    def __init__(self, denoiser: Denoiser, cond: dict, uncond: dict | None, guidance: float):
-        self.denoiser, self.guidance = denoiser, guidance
+    Parameters
+    ----------
+    denoiser : callable
+        ``denoiser(x_t, t, cond) -> output``.
+    cond, uncond : dict
+        Batch-first condition tensors; ``uncond`` (the nulls) only with guidance.
+    guidance : float
+        Classifier-free guidance weight w (1: the conditional alone).
+    prediction : {"eps", "x0", "v"}
+        What the denoiser's output is.
+    clip_x0 : float, optional
+        Bound of the predicted clean data.
+    """
+
+    def __init__(self, denoiser: Denoiser, cond: dict, uncond: dict | None = None, guidance: float = 1.0,
+                 prediction: str = "eps", clip_x0: float | None = None):
+        self.denoiser, self.guidance, self.prediction, self.clip_x0 = denoiser, guidance, prediction, clip_x0
         self.plain = uncond is None or guidance == 1.0
         self.cond = cond if self.plain else _cat(cond, uncond)
+
+    def predict(self, x: torch.Tensor, t: int, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eps_hat, x0_hat) at step ``t`` (``ab`` = alpha_bar_t)."""
+        return predict(self.prediction, self(x, t), x, ab, self.clip_x0)
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
         tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
@@ -106,10 +123,9 @@ def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond: dict, uncond: dict | None = None,
-                guidance: float = 1.0, prediction: str = "eps", steps: int | None = None, t_start: int | None = None,
-                generator: torch.Generator | None = None, callback: Callback | None = None,
-                clip_x0: float | None = None) -> torch.Tensor:
+def sample_ddpm(net: Guided, x: torch.Tensor, schedule: Schedule, *, steps: int | None = None,
+                t_start: int | None = None, generator: torch.Generator | None = None,
+                callback: Callback | None = None) -> torch.Tensor:
     """Ancestral DDPM sampling (Ho et al., 2020), every step from t_start to 0 (``steps`` is ignored).
 
     ``x_{t-1} = mu_t(x_t, x0_hat) + sigma_t z``, with the posterior
@@ -117,11 +133,9 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
     and ``sigma_t^2 = beta_t (1 - ab_{t-1}) / (1 - ab_t)``.
     """
     ts = list(range(schedule.T - 1 if t_start is None else int(t_start), -1, -1))
-    net = Guided(denoiser, cond, uncond, guidance)
     for i, t in enumerate(ts):
-        out = net(x, t)
         ab_t, ab_prev = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t - 1))
-        _, x0 = predict(prediction, out, x, ab_t, clip_x0)
+        _, x0 = net.predict(x, t, ab_t)
         beta = schedule.betas[t]
         c0 = ab_prev.sqrt() * beta / (1 - ab_t)
         ct = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_t)
@@ -135,22 +149,19 @@ def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
 
 
 @torch.no_grad()
-def sample_ddim(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond: dict, uncond: dict | None = None,
-                guidance: float = 1.0, prediction: str = "eps", steps: int = 50, t_start: int | None = None,
+def sample_ddim(net: Guided, x: torch.Tensor, schedule: Schedule, *, steps: int = 50, t_start: int | None = None,
                 eta: float = 0.0, generator: torch.Generator | None = None,
-                callback: Callback | None = None, clip_x0: float | None = None) -> torch.Tensor:
+                callback: Callback | None = None) -> torch.Tensor:
     """DDIM (Song et al., 2021); ``eta = 0`` deterministic, ``eta = 1`` DDPM-like.
 
     ``x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z``,
     ``sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev)``.
     """
     ts = timesteps(schedule, steps, t_start)
-    net = Guided(denoiser, cond, uncond, guidance)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        out = net(x, t)
         ab_t, ab_prev = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t_prev))
-        eps, x0 = predict(prediction, out, x, ab_t, clip_x0)
+        eps, x0 = net.predict(x, t, ab_t)
         sigma = eta * ((1 - ab_prev) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_prev).sqrt()
         x = _bcast(ab_prev.sqrt(), x) * x0 + _bcast((1 - ab_prev - sigma ** 2).clamp(min=0).sqrt(), x) * eps
         if eta > 0 and t_prev >= 0:
@@ -161,10 +172,8 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, cond: dict, uncond: dict | None = None,
-                    guidance: float = 1.0, prediction: str = "eps", steps: int = 20, t_start: int | None = None,
-                    generator: torch.Generator | None = None, callback: Callback | None = None,
-                clip_x0: float | None = None) -> torch.Tensor:
+def sample_dpmpp_2m(net: Guided, x: torch.Tensor, schedule: Schedule, *, steps: int = 20, t_start: int | None = None,
+                    generator: torch.Generator | None = None, callback: Callback | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al., 2022), multistep second order in the data (x0) prediction.
 
     With ``alpha = sqrt(ab)``, ``sigma = sqrt(1 - ab)``, ``lambda = log(alpha / sigma)`` and
@@ -173,13 +182,11 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, schedule: Schedule, *, 
     first and the last step, which lands on clean data). Steps are uniform in lambda.
     """
     ts = logsnr_timesteps(schedule, steps, t_start)
-    net = Guided(denoiser, cond, uncond, guidance)
     old_x0, h_prev = None, None
     for i, t in enumerate(ts):
         t_next = ts[i + 1] if i + 1 < len(ts) else -1
-        out = net(x, t)
         ab_t, ab_next = schedule.ab(torch.tensor(t)), schedule.ab(torch.tensor(t_next))
-        _, x0 = predict(prediction, out, x, ab_t, clip_x0)
+        _, x0 = net.predict(x, t, ab_t)
         if t_next < 0:  # sigma_next = 0: the first-order step lands on x0_hat
             x = x0
         else:

@@ -6,11 +6,9 @@ deadpan
     The score's notated tempo (else the training median), constant velocity, no timing
     deviation, notated durations, no pedal: the floor.
 linear
-    Ridge regression from the normalised s_codec to each normalised p_codec row, fitted
-    on the store's real train segments only (in the spirit of the Basis Mixer).
-linear-context
-    The same with the moving averages of the score features over 8, 32 and 128 notes
-    as further regressors: the prior mean of ``task.prior: context`` on its own.
+    The prior mean mu(s) alone: the ridge regression from the score features and their moving
+    averages to each normalised p_codec row, fitted on the store's real train segments
+    (:mod:`dexter_cli.prior`, in the spirit of the Basis Mixer).
 external:DIR
     MIDI files of another system named after the piece: matched to the score by order when
     they play exactly its notes, else aligned with parangonar.
@@ -26,41 +24,32 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.codec import Row
+
 from ..data.store import CodecStore
 from ..errors import DexterError
+from ..sampling import SamplingOptions
 from .metrics import Performance
 from .pieces import Piece
 
 
 class LinearRenderer:
-    """Ridge regression s_codec -> p_codec rows (normalised space), fitted on real train segments
-    (:func:`dexter_cli.prior.fit_linear_prior`); with ``net_hidden``, corrected by a prior network
-    of that width (:func:`dexter_cli.prior.fit_prior_net`, ``task.prior: mlp``); with ``within``,
-    fitted within performances (``task.prior_fit: within``)."""
+    """The prior mean mu(s) alone (:class:`dexter_cli.prior.Prior`), fitted on the store's real train
+    segments as a model's prior is."""
 
-    def __init__(self, store: CodecStore, alpha: float = 1.0, max_rows: int | None = 400_000, seed: int = 0,
-                 context: tuple[int, ...] = (), segments: np.ndarray | None = None, net_hidden: int = 0,
-                 within: bool = False):
-        from ..model import PriorNet
+    def __init__(self, store: CodecStore):
+        from ..config import TaskConfig
         from ..model.normalize import CodecNormalizer
-        from ..prior import fit_linear_prior, fit_prior_net
+        from ..prior import Prior
 
-        self.W, self.fitted_on = fit_linear_prior(store, alpha=alpha, max_rows=max_rows, seed=seed, context=context,
-                                                  segments=segments, within=within)
-        # the same mu(s) the diffusion's prior uses
-        self.norm = CodecNormalizer({**store.meta["stats"], "prior_weights": self.W.tolist(),
-                                     "prior_context": list(context)})
-        self.net = None
-        if net_hidden:  # task.prior: mlp's reading: the ridge corrected by the fitted prior network
-            self.net = PriorNet(self.W.shape[0], net_hidden, self.W.shape[1])
-            fit_prior_net(self.net, store, self.norm, seed=seed, segments=self.fitted_on)
+        self.prior = Prior.fit(store, alpha=TaskConfig().prior_alpha)
+        self.norm = CodecNormalizer(store.meta["stats"])
 
     def __call__(self, piece: Piece) -> Performance:
         import torch
 
         with torch.no_grad():
-            z = self.norm.prior(self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))),
-                                net=self.net)
+            z = self.prior(self.norm.encode_s(torch.from_numpy(np.array(piece.s_codec, dtype=np.float32))))
         return Performance(self.norm.decode_p(z).numpy(), np.ones(len(z), dtype=bool))
 
 
@@ -85,56 +74,38 @@ class DeadpanRenderer:
             pass
         n = len(piece.onset_beat)
         p = np.zeros((n, 5), dtype=np.float32)
-        p[:, 0] = bp or self.default_bp
-        p[:, 1] = self.velocity
+        p[:, Row.BEAT_PERIOD] = bp or self.default_bp
+        p[:, Row.VELOCITY] = self.velocity
         return Performance(p, np.ones(n, dtype=bool))
 
 
 class DexterRenderer:
     """Whole-piece rendering with a checkpoint (render's core).
 
-    ``samples`` > 1 renders that many interpretations of each piece in one batched run (as
-    ``dexter render -n K``) and returns them all: the evaluation scores each and averages the
+    ``options.num_samples`` > 1 renders that many interpretations of each piece in one batched run
+    (as ``dexter render -n K``) and returns them all: the evaluation scores each and averages the
     metrics per piece, which takes most of the seed-to-seed noise out of a comparison.
     """
 
-    def __init__(self, checkpoint: Path | None, sampler: str = "dpm++", steps: int | None = None, seed: int = 0,
-                 guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
-                 samples: int = 1, spread: tuple[float, float, float] | None = None, curves: str | None = None):
-        from ..engine import load_expression
+    def __init__(self, checkpoint: Path | None, options: SamplingOptions | dict | None = None):
+        from ..render import load_model
+        from ..sampling import resolve
 
-        from ..checks import check_seed
-
-        if samples < 1:
-            raise DexterError(f"--samples must be at least 1, got {samples}")
-        check_seed(seed)
-        self.sampler, self.steps, self.seed, self.guidance, self.overlap = sampler, steps, seed, guidance, overlap
-        self.temperature, self.samples, self.spread, self.curves = temperature, samples, spread, curves
-        self.loaded = load_expression(checkpoint)  # once, not per piece
+        self.loaded = load_model(checkpoint)  # once, not per piece
+        self.options = resolve(self.loaded[1], options)
 
     def settings(self) -> dict:
-        """What this renderer samples with, defaults resolved (the model's recorded ones included)."""
-        from ..engine import sampling_curves, sampling_settings, sampling_spread, sampling_steps
-
-        config = self.loaded[1]
-        w, tau = sampling_settings(config, self.guidance, self.temperature)
-        return {"model": config.get("training", {}).get("name"), "sampler": self.sampler,
-                "steps": sampling_steps(config, self.sampler, self.steps), "guidance": w, "temperature": tau,
-                "spread": list(sampling_spread(config, self.spread, tau)),
-                "curves": sampling_curves(config, self.curves, tau),
-                "seed": self.seed, "overlap": self.overlap, "samples": self.samples}
+        """What this renderer samples with, every default resolved (the model's recorded ones included)."""
+        return {"model": self.loaded[1].get("training", {}).get("name"), **self.options.as_dict()}
 
     def __call__(self, piece: Piece) -> Performance | list[Performance]:
-        from ..render import render_piece_codec
+        from ..render import sample_score
 
-        p, note_ids = render_piece_codec(piece.path, loaded=self.loaded, unfold=piece.entry["unfolded"],
-                                         sampler=self.sampler, steps=self.steps, seed=self.seed,
-                                         guidance=self.guidance, overlap=self.overlap, temperature=self.temperature,
-                                         spread=self.spread, curves=self.curves, num_samples=self.samples)
-        if list(note_ids) != list(piece.entry["note_ids"]):
+        sampled = sample_score(piece.path, self.options, checkpoint=self.loaded, unfold=piece.entry["unfolded"])
+        if list(sampled.score.note_ids) != list(piece.entry["note_ids"]):
             raise DexterError(f"{piece.key}: the score's notes differ from the store's")
-        perfs = [Performance(pk, np.ones(len(pk), dtype=bool)) for pk in p]
-        return perfs[0] if self.samples == 1 else perfs
+        perfs = [Performance(pk, np.ones(len(pk), dtype=bool)) for pk in sampled.p_codec]
+        return perfs[0] if self.options.num_samples == 1 else perfs
 
 
 class ExternalRenderer:
@@ -165,13 +136,12 @@ class ExternalRenderer:
         return Performance(p, mask, from_file=True)
 
 
-def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, sampler: str, steps: int | None, seed: int,
-                  guidance: float | None = None, overlap: float = 0.5, temperature: float | None = None,
-                  samples: int = 1, spread: tuple[float, float, float] | None = None, curves: str | None = None):
-    """A renderer from ``dexter``, ``deadpan``, ``linear``, ``linear-context`` or ``external:DIR``."""
+def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None,
+                  options: SamplingOptions | dict | None = None):
+    """A renderer from ``dexter``, ``deadpan``, ``linear`` or ``external:DIR``; ``options``: the
+    dexter renderer's sampling (:func:`dexter_cli.sampling.resolve`)."""
     if spec == "dexter":
-        return DexterRenderer(checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples, spread,
-                              curves)
+        return DexterRenderer(checkpoint, options)
     if spec == "deadpan":
         if store is not None:
             return DeadpanRenderer(store.meta["stats"])
@@ -179,12 +149,10 @@ def make_renderer(spec: str, store: CodecStore | None, checkpoint: Path | None, 
 
         # no store (a --pieces list): the statistics of the data the checkpoint was trained on
         return DeadpanRenderer(load_expression(checkpoint)[1]["codec"]["stats"])
-    if spec in ("linear", "linear-context"):
+    if spec == "linear":
         if store is None:
-            raise DexterError(f"the {spec} renderer is fitted on a codec store's train split: give --data")
-        from ..prior import CONTEXT_WIDTHS
-
-        return LinearRenderer(store, context=CONTEXT_WIDTHS if spec == "linear-context" else ())
+            raise DexterError("the linear renderer is fitted on a codec store's train split: give --data")
+        return LinearRenderer(store)
     if spec.startswith("external:"):
         return ExternalRenderer(Path(spec.split(":", 1)[1]))
-    raise DexterError(f"unknown renderer {spec!r}; choose from dexter, deadpan, linear, linear-context, external:DIR")
+    raise DexterError(f"unknown renderer {spec!r}; choose from dexter, deadpan, linear, external:DIR")

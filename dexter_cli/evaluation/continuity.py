@@ -7,6 +7,8 @@ seed for seed, so that the same onset pairs are compared on and off an edge.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .metrics import Performance, onset_curves
@@ -108,3 +110,43 @@ def summarise_seams(diffs: dict[str, np.ndarray], inside: dict[str, np.ndarray])
         out[f"{name}_seam_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
         out[f"{name}_inside"] = float(np.nanmean(inside[name])) if len(inside[name]) else float("nan")
     return out
+
+
+def render_layouts(score_path: Path, offsets: tuple[int, ...], seeds: range, options: dict | None = None, *,
+                   checkpoint=None) -> tuple[np.ndarray, tuple, tuple, list[list[dict]]]:
+    """The renders of the paired seam check: a score with each window layout, seed for seed.
+
+    Parameters
+    ----------
+    score_path : Path
+        The score.
+    offsets : tuple of int
+        One window layout per offset (``window_offset`` of :func:`dexter_cli.render.sample_score`).
+    seeds : range
+        The same seeds for every layout.
+    options : dict, optional
+        Sampling choices other than the seed (:meth:`dexter_cli.sampling.SamplingOptions.for_model`).
+    checkpoint : Path or tuple, optional
+        The model (loaded once for all renders).
+
+    Returns
+    -------
+    onset_beat : (n,) array
+    renders : tuple
+        Per layout, a list of the first sample's (n, 5) p_codec per seed.
+    edges : tuple
+        Per layout, its window edges (note positions).
+    timings : list
+        Per layout, the timings of each render.
+    """
+    from ..render import load_model, sample_score
+
+    loaded = load_model(checkpoint)
+    renders, edges, timings = [], [], []
+    for offset in offsets:
+        runs = [sample_score(Path(score_path), {**(options or {}), "seed": seed}, checkpoint=loaded,
+                             window_offset=offset) for seed in seeds]
+        renders.append([r.p_codec[0] for r in runs])
+        timings.append([r.timings for r in runs])
+        edges.append(runs[0].window_edges)
+    return runs[0].score.note_array["onset_beat"], tuple(renders), tuple(edges), timings

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.codec import Row
+
 
 CURVE_METRICS = ("tempo_r", "tempo_dev", "tempo_kl", "velocity_r", "velocity_dev", "velocity_kl")
 NOTE_METRICS = ("timing_kl", "articulation_kl", "pedal_kl")
@@ -66,8 +68,8 @@ def onset_curves(onset_beat: np.ndarray, perf: Performance) -> tuple[np.ndarray,
     G = group.max() + 1
     m = perf.mask.astype(bool)
     cnt = np.bincount(group[m], minlength=G).astype(float)
-    bp = np.bincount(group[m], weights=perf.p_codec[m, 0], minlength=G)
-    vel = np.bincount(group[m], weights=perf.p_codec[m, 1] * 127, minlength=G)
+    bp = np.bincount(group[m], weights=perf.p_codec[m, Row.BEAT_PERIOD], minlength=G)
+    vel = np.bincount(group[m], weights=perf.p_codec[m, Row.VELOCITY] * 127, minlength=G)
     with np.errstate(invalid="ignore", divide="ignore"):
         tempo = np.where(cnt > 0, 60.0 / (bp / np.maximum(cnt, 1)), np.nan)
         velocity = np.where(cnt > 0, vel / np.maximum(cnt, 1), np.nan)
@@ -85,7 +87,7 @@ def voicing(onset_beat: np.ndarray, perf: Performance) -> np.ndarray:
     chord (the melody above the accompaniment); NaN for unplayed notes and notes played alone."""
     _, group = np.unique(onset_beat, return_inverse=True)
     m = perf.mask.astype(bool)
-    v = perf.p_codec[:, 1].astype(np.float64) * 127
+    v = perf.p_codec[:, Row.VELOCITY].astype(np.float64) * 127
     cnt = np.bincount(group[m], minlength=group.max() + 1)
     mean = np.bincount(group[m], weights=v[m], minlength=group.max() + 1) / np.maximum(cnt, 1)
     return np.where(m & (cnt[group] > 1), v - mean[group], np.nan)

@@ -42,6 +42,16 @@ class Piece:
         return f"{self.entry['piece']} ({self.entry['score']})"
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which pieces ``dexter evaluate`` plays: a store's ``split``, or the rows of ``pieces_list`` (a
+    CSV/TSV of ``score,performance[,alignment]``), at most ``limit`` of them (None: all)."""
+
+    split: str = "test"
+    pieces_list: Path | None = None
+    limit: int | None = None
+
+
 def store_pieces(store: CodecStore, split: str = "test", limit: int | None = None) -> list[Piece]:
     """The scores of a split with their human performances rebuilt from the real segments."""
     scores = store.scores

@@ -19,8 +19,9 @@ import numpy as np
 
 from ..data.store import CodecStore
 from ..errors import DexterError
+from ..sampling import SamplingOptions
 from .metrics import METRICS, Performance, dynamics_levels, human_ceiling, score_against_humans
-from .pieces import Piece, list_pieces, store_pieces
+from .pieces import Piece, Selection, list_pieces, store_pieces
 from .baselines import make_renderer
 from .report import EvaluationReport
 from .statistics import _finite_stat, _nanmedian, against_references, ratios_to_human
@@ -98,30 +99,26 @@ def _worker_run(k: int):
     return evaluate_piece(_WORKER["pieces"][k], _WORKER["made"])
 
 
-def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint: Path | None = None,
-                   split: str = "test", pieces_list: Path | None = None, limit: int | None = None,
-                   sampler: str = "dpm++", steps: int | None = None, seed: int = 0, guidance: float | None = None, overlap: float = 0.5,
-                   temperature: float | None = None, samples: int = 1, workers: int = 1,
-                   spread: tuple[float, float, float] | None = None, curves: str | None = None,
+def evaluate_store(store_path: Path | None, renderers: list[str], options: SamplingOptions | dict | None = None, *,
+                   checkpoint: Path | None = None, selection: Selection | None = None, workers: int = 1,
                    progress: Progress | None = None) -> EvaluationReport:
     """Evaluate renderers on whole pieces against every human performance.
 
     Parameters
     ----------
     store_path : Path or None
-        Codec store: its ``split`` gives the pieces (unless ``pieces_list``), and its train
+        Codec store: its split gives the pieces (unless ``selection.pieces_list``), and its train
         split fits the linear reference and gives deadpan's fallbacks.
-    pieces_list : Path, optional
-        CSV/TSV of ``score,performance[,alignment]`` rows to evaluate instead of a split.
-    overlap, temperature : float
-        Window overlap and initial-noise scale of the dexter renderer (as ``render_score``).
-    spread : (float, float, float), optional
-        Its gains on the curves' range and the voicing (as ``render_score``; None: the model's default).
-    curves : {"sample", "mean"}, optional
-        Where its curves come from (as ``render_score``; None: the model's default).
-    samples : int
-        Interpretations of each piece the dexter renderer plays (one batched run); its metrics
-        for the piece are their mean (the plots show the first).
+    renderers : list of str
+        ``dexter``, ``deadpan``, ``linear``, ``external:DIR`` (:func:`make_renderer`).
+    options : SamplingOptions or dict, optional
+        The dexter renderer's sampling, or the caller's choices over the model's recorded decoding.
+        With ``num_samples`` > 1 it plays that many interpretations of each piece (one batched run);
+        its metrics for the piece are their mean (the plots show the first).
+    checkpoint : Path, optional
+        The dexter renderer's model (default: the bundled one).
+    selection : Selection, optional
+        Which pieces: a split (default the test split) or a list of files, and a limit.
     workers : int
         Processes over pieces (1: in this process).
 
@@ -134,14 +131,14 @@ def evaluate_store(store_path: Path | None, renderers: list[str], *, checkpoint:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     t0 = time.perf_counter()
-    store = CodecStore(store_path) if store_path is not None and (pieces_list is None or Path(store_path).exists()) else None
-    pieces = list_pieces(pieces_list, limit, workers) if pieces_list else store_pieces(store, split, limit)
+    sel = selection or Selection()
+    listed = sel.pieces_list
+    store = CodecStore(store_path) if store_path is not None and (listed is None or Path(store_path).exists()) else None
+    pieces = list_pieces(listed, sel.limit, workers) if listed else store_pieces(store, sel.split, sel.limit)
     if not pieces:
-        raise DexterError(f"no {split} piece with human performances in {store_path}")
-    made = {spec: make_renderer(spec, store, checkpoint, sampler, steps, seed, guidance, overlap, temperature, samples,
-                                 spread, curves)
-            for spec in renderers}
-    report = EvaluationReport(settings={"split": None if pieces_list else split, "pieces": len(pieces),
+        raise DexterError(f"no {sel.split} piece with human performances in {store_path}")
+    made = {spec: make_renderer(spec, store, checkpoint, options) for spec in renderers}
+    report = EvaluationReport(settings={"split": None if listed else sel.split, "pieces": len(pieces),
                                         **{spec: r.settings() for spec, r in made.items() if hasattr(r, "settings")}})
     results: list = [None] * len(pieces)
     if workers > 1 and len(pieces) > 1:

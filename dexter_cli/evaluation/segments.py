@@ -20,7 +20,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.codec import P_CODEC_NAMES, Row
+
 from ..errors import DexterError
+from ..sampling import SamplingOptions
 from .metrics import pearson
 
 Progress = Callable[[str, int, int], None]
@@ -60,27 +63,46 @@ def movement(source: np.ndarray, target: np.ndarray, result: np.ndarray, mask: n
     return float(1 - np.linalg.norm((result - target)[m]) / d0)
 
 
-def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, limit: int | None = 16,
-             batch_size: int = 8, sampler: str = "dpm++", steps: int | None = None, guidance: float | None = None, seed: int = 0,
-             temperature: float | None = None, transfer: bool = False, sample_steps_frac: float = 0.75, free_controls: bool = False,
-             animate: bool = False, progress: Progress | None = None) -> TestReport:
-    """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``."""
+@dataclass(frozen=True)
+class TestPlan:
+    """What ``dexter test`` samples: at most ``limit`` test segments (None: all), ``batch_size`` at a
+    time; with ``transfer`` the paper's transfer test on pairs; ``free_controls`` leaves the controls
+    free instead of the label's; ``animate`` saves a GIF of the first sample being denoised."""
+
+    limit: int | None = 16
+    batch_size: int = 8
+    transfer: bool = False
+    free_controls: bool = False
+    animate: bool = False
+
+    __test__ = False  # not a pytest class
+
+
+def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None = None, *,
+             checkpoint: Path | None = None, plan: TestPlan | None = None,
+             progress: Progress | None = None) -> TestReport:
+    """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``.
+
+    ``options``: the sampling (a dict: the caller's choices over the model's recorded decoding); in a
+    transfer test, ``options.strength`` is how deep the source is noised (DExter's sample_steps_frac).
+    """
     from ..data.codec import fill_unplayed
     from ..data.dataset import PairSet, SegmentSet
     from ..data.decode import decode_performance, save_midi
     from ..data.store import CodecStore
-    from ..checks import check_seed
-    from ..engine import load_expression, sampling_curves, sampling_settings, sampling_steps
+    from ..engine import load_expression
     from ..fileio import write_json
-    from .segments import segment_curve_scores
     from ..plots import plot_segment
+    from ..sampling import resolve
 
     t0 = time.perf_counter()
+    plan = plan or TestPlan()
+    transfer, limit, batch_size = plan.transfer, plan.limit, plan.batch_size
     store = CodecStore(store_path)
     expr, config = load_expression(checkpoint)
-    guidance, temperature = sampling_settings(config, guidance, temperature)
-    steps = sampling_steps(config, sampler, steps)
-    curves = sampling_curves(config, None, temperature, from_noise=not transfer)
+    opts = resolve(config, options)
+    if transfer:
+        opts = opts.from_source()
     for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
         if store.meta[key] != config["codec"][key]:
             raise DexterError(f"the checkpoint and the store differ in {key}")
@@ -95,19 +117,17 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         raise DexterError(f"no test {'pairs' if transfer else 'segments'} in {store_path}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(check_seed(seed))
+    gen = opts.generator()
     preds, labels, masks, sources, moved = [], [], [], [], []
     cache: dict = {}
     report = TestReport()
     for b0 in range(0, n, batch_size):
         items = np.arange(b0, min(n, b0 + batch_size))
         batch = data.batch(items)
-        drop = torch.ones(len(items), batch["c_codec"].shape[-1], dtype=torch.bool) if free_controls else None
+        drop = torch.ones(len(items), batch["c_codec"].shape[-1], dtype=torch.bool) if plan.free_controls else None
         frames = []
-        cb = (lambda i, m, x0: frames.append(x0[0].clone())) if animate and b0 == 0 else None
-        pred = expr.sample(batch, sampler=sampler, steps=steps, guidance=guidance, generator=gen, drop_c=drop,
-                           strength=sample_steps_frac if transfer else None, temperature=temperature,
-                           curves=curves, callback=cb).numpy()
+        cb = (lambda i, m, x0: frames.append(x0[0].clone())) if plan.animate and b0 == 0 else None
+        pred = expr.sample(batch, opts, generator=gen, drop_c=drop, callback=cb).numpy()
         label, mask = batch["p_codec"].numpy(), batch["mask"].numpy().astype(bool)
         preds.append(pred), labels.append(label), masks.append(mask)
         if transfer:
@@ -135,8 +155,8 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
     P, L, M = np.concatenate(preds), np.concatenate(labels), np.concatenate(masks)
     metrics = segment_curve_scores(P, L, M)
     for name, j in (("tempo", 0), ("velocity", 1)):
-        a = np.log(np.maximum(P[..., 0], 1e-6)) if j == 0 else P[..., 1] * 127
-        b = np.log(np.maximum(L[..., 0], 1e-6)) if j == 0 else L[..., 1] * 127
+        a = np.log(np.maximum(P[..., Row.BEAT_PERIOD], 1e-6)) if j == 0 else P[..., Row.VELOCITY] * 127
+        b = np.log(np.maximum(L[..., Row.BEAT_PERIOD], 1e-6)) if j == 0 else L[..., Row.VELOCITY] * 127
         metrics[f"{name}_l1"] = float(np.abs(a - b)[M].mean())
     nP = expr.norm.encode_p(torch.from_numpy(P)).numpy()
     nL = expr.norm.encode_p(torch.from_numpy(L)).numpy()
@@ -144,9 +164,10 @@ def run_test(store_path: Path, out: Path, *, checkpoint: Path | None = None, lim
         metrics[f"mse_norm_{name}"] = float(((nP[..., j] - nL[..., j])[M] ** 2).mean())
     if transfer:
         metrics["transfer_movement"] = float(np.nanmean(moved))
-        metrics["sample_steps_frac"] = sample_steps_frac
+        metrics["sample_steps_frac"] = opts.strength
     report.metrics, report.segments = metrics, n
-    sampling = {"sampler": sampler, "steps": steps, "guidance": guidance, "temperature": temperature, "seed": seed}
+    sampling = {"sampler": opts.sampler, "steps": opts.steps, "guidance": opts.guidance,
+                "temperature": opts.temperature, "curves": opts.curves, "seed": opts.seed}
     write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **sampling,
                                       "level": "codec", **metrics})
     report.files.append(out / "metrics.json")
@@ -172,11 +193,11 @@ def segment_curve_scores(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) 
     for p, l, m in zip(pred, label, mask.astype(bool)):
         if m.sum() < 3:
             continue
-        tempo.append(pearson(np.log(np.maximum(p[m, 0], 1e-6)), np.log(np.maximum(l[m, 0], 1e-6))))
-        vel.append(pearson(p[m, 1], l[m, 1]))
+        tempo.append(pearson(np.log(np.maximum(p[m, Row.BEAT_PERIOD], 1e-6)), np.log(np.maximum(l[m, Row.BEAT_PERIOD], 1e-6))))
+        vel.append(pearson(p[m, Row.VELOCITY], l[m, Row.VELOCITY]))
     out = {"tempo_r": float(np.nanmean(tempo)) if np.isfinite(tempo).any() else float("nan"),
            "velocity_r": float(np.nanmean(vel)) if np.isfinite(vel).any() else float("nan")}
     m = mask.astype(bool)
-    for j, name in enumerate(("beat_period", "velocity", "timing", "articulation_log", "pedal")):
-        out[f"mse_{name}"] = float(((pred[..., j] - label[..., j])[m] ** 2).mean()) if m.any() else float("nan")
+    for row, name in zip(Row, P_CODEC_NAMES):
+        out[f"mse_{name}"] = float(((pred[..., row] - label[..., row])[m] ** 2).mean()) if m.any() else float("nan")
     return out

@@ -1,6 +1,6 @@
 """The denoiser network and its configuration (knows nothing of sampling)."""
 
 from .config import ModelConfig
-from .denoiser import Denoiser, PriorNet
+from .denoiser import Denoiser
 
-__all__ = ["Denoiser", "ModelConfig", "PriorNet"]
+__all__ = ["Denoiser", "ModelConfig"]

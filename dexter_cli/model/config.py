@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+RETIRED = ("prior_in", "prior_hidden")  # settings of older checkpoints, read and dropped
+
+
 @dataclass
 class ModelConfig:
     """Sizes of the DiffWave-style denoiser.
@@ -24,11 +27,6 @@ class ModelConfig:
     attention_heads : int
     step_embed_dim : int
         Width of the sinusoidal diffusion-step embedding.
-    prior_in : int
-        Inputs of the fitted prior network (``task.prior: mlp``, :class:`PriorNet`; set by
-        training from the codec); 0: none.
-    prior_hidden : int
-        Width of its two hidden layers.
     """
 
     p_dim: int = 5
@@ -40,8 +38,6 @@ class ModelConfig:
     attention_every: int = 0
     attention_heads: int = 4
     step_embed_dim: int = 128
-    prior_in: int = 0
-    prior_hidden: int = 128
 
     def receptive_field(self) -> int:
         """Notes seen by one output of the convolution stack alone (kernel 3)."""
@@ -55,6 +51,9 @@ class ModelConfig:
         from ..errors import DexterError
 
         names = {f.name for f in fields(cls)}
+        if d.get("prior_in"):
+            raise DexterError("this checkpoint carries a prior network (task.prior: mlp), which dexter no longer has")
+        d = {k: v for k, v in d.items() if k not in RETIRED}
         unknown = set(d) - names
         if unknown:
             raise DexterError(f"unknown model setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(names))}")

@@ -71,26 +71,6 @@ class AttentionBlock(nn.Module):
         return h + self.proj(y.transpose(1, 2).reshape(B, N, C)).transpose(1, 2)
 
 
-class PriorNet(nn.Module):
-    """The learned part of the prior mean mu(s) of ``task.prior: mlp``: a two-layer MLP from the
-    ridge prior's regressors (the note's score features and their moving averages) to a correction
-    of the ridge's reading, per note. Fitted by regression before the diffusion trains
-    (:func:`dexter_cli.prior.fit_prior_net`) and frozen; it travels in the model's weights.
-    """
-
-    def __init__(self, n_in: int, hidden: int, n_out: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, n_out))
-        nn.init.zeros_(self.net[-1].weight)  # unfitted, it adds nothing to the ridge
-        nn.init.zeros_(self.net[-1].bias)
-        self.requires_grad_(False)  # the diffusion loss does not train it
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., n_in) regressors -> (..., n_out) correction of the normalised p_codec."""
-        return self.net(features)
-
-
 class Denoiser(nn.Module):
     """DExter's denoiser eps_theta(x_t, t, s, c).
 
@@ -120,8 +100,6 @@ class Denoiser(nn.Module):
         self.out = nn.Conv1d(C, config.p_dim, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        # not part of eps_theta: the fitted prior mean's network (task.prior: mlp), kept with the weights
-        self.prior_net = PriorNet(config.prior_in, config.prior_hidden, config.p_dim) if config.prior_in else None
 
     def condition(self, s: torch.Tensor, c: torch.Tensor, mask: torch.Tensor, drop_s: torch.Tensor,
                   drop_c: torch.Tensor) -> torch.Tensor:

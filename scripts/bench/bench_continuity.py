@@ -1,7 +1,7 @@
 """Whole-piece continuity: jumps of log tempo and velocity at window edges vs inside windows.
 
     python scripts/bench/bench_continuity.py --checkpoint DIR [--scores a.musicxml,b.musicxml] [--overlaps 0,0.25,0.5]
-        [--steps S] [--temperature T]
+        [--steps S]
 
 overlap 0 renders independent windows (the original DExter's fixed segments); larger overlaps
 reconcile the windows at every step. Prints, per overlap, the mean jumps (edge / inside; a ratio
@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dexter_cli.evaluation.continuity import boundary_jumps, seam_differences, summarise_seams
+from dexter_cli.evaluation.continuity import boundary_jumps, render_layouts, seam_differences, summarise_seams
 from dexter_cli.engine import load_expression
-from dexter_cli.render import render_layouts
 
 DEFAULT_SCORES = ["asap/Bach/Fugue/bwv_848/xml_score.musicxml", "asap/Chopin/Etudes_op_10/12/xml_score.musicxml",
                   "asap/Beethoven/Piano_Sonatas/26-3/xml_score.musicxml"]
@@ -37,7 +36,6 @@ def main() -> None:
     ap.add_argument("--overlaps", default="0,0.25,0.5")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="default: the model's")
-    ap.add_argument("--temperature", type=float, default=None, help="default: the model's")
     args = ap.parse_args()
     root = Path(os.environ.get("DEXTER_DATASETS", "../shared/datasets"))
     scores = args.scores.split(",") if args.scores else [str(root / s) for s in DEFAULT_SCORES]
@@ -49,10 +47,9 @@ def main() -> None:
         rows, diffs, inside = [], {"tempo": [], "velocity": []}, {"tempo": [], "velocity": []}
         for path in scores:
             onset_beat, renders, edges, timings = render_layouts(
-                Path(path), (0, stride // 2), range(args.seeds), loaded=loaded, overlap=ov, steps=args.steps,
-                temperature=args.temperature)
+                Path(path), (0, stride // 2), range(args.seeds), {"overlap": ov, "steps": args.steps}, checkpoint=loaded)
             for p, t in zip(renders[0], timings[0]):
-                rows.append({**boundary_jumps(onset_beat, p, t["window_edges"]), "sample_s": t["sample"]})
+                rows.append({**boundary_jumps(onset_beat, p, edges[0]), "sample_s": t["sample"]})
             d, i = seam_differences(onset_beat, renders, edges)
             for name in diffs:
                 diffs[name].append(d[name])

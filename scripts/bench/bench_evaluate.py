@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from dexter_cli.evaluation.metrics import METRICS
+from dexter_cli.evaluation.pieces import Selection
 from dexter_cli.evaluation.runner import evaluate_store
 from dexter_cli.fileio import write_text
 
@@ -38,21 +39,21 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench_evaluate"))
     a = ap.parse_args()
 
-    common = dict(checkpoint=a.checkpoint, split="test", limit=a.limit, workers=a.workers)
+    common = dict(checkpoint=a.checkpoint, selection=Selection("test", limit=a.limit), workers=a.workers)
     columns, seconds = {}, {}
     t = time.perf_counter()
-    rep = evaluate_store(a.data, ["dexter", "deadpan", "linear"], seed=0, **common)
+    rep = evaluate_store(a.data, ["dexter", "deadpan", "linear"], {"seed": 0}, **common)
     steps = rep.settings["dexter"]["steps"]  # what the default sampler took: the label of its columns
     seconds[f"dpm++ {steps} (+deadpan, linear)"] = time.perf_counter() - t
     columns["human (LOO)"] = rep.summary["human"]
     columns[f"dexter dpm++{steps} s0"] = rep.summary["dexter"]
     rest = {"deadpan": rep.summary["deadpan"], "linear": rep.summary["linear"]}
     t = time.perf_counter()
-    columns[f"dexter dpm++{steps} s1"] = evaluate_store(a.data, ["dexter"], seed=1, **common).summary["dexter"]
+    columns[f"dexter dpm++{steps} s1"] = evaluate_store(a.data, ["dexter"], {"seed": 1}, **common).summary["dexter"]
     seconds[f"dpm++ {steps} seed 1"] = time.perf_counter() - t
     if not a.no_ddpm:
         t = time.perf_counter()
-        columns["dexter ddpm1000 s0"] = evaluate_store(a.data, ["dexter"], seed=0, sampler="ddpm", steps=1000,
+        columns["dexter ddpm1000 s0"] = evaluate_store(a.data, ["dexter"], {"seed": 0, "sampler": "ddpm", "steps": 1000},
                                                        **common).summary["dexter"]
         seconds["ddpm 1000"] = time.perf_counter() - t
     columns.update(rest)

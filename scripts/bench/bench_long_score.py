@@ -33,7 +33,7 @@ if args["max_batch"]:
     defaults[-1] = args["max_batch"]
     windows.WindowedDenoiser.__init__.__defaults__ = tuple(defaults)
 from dexter_cli.render import render_score
-res = render_score(args["score"], args["out"], seed=0)
+res = render_score(args["score"], args["out"], {"seed": 0})
 print(json.dumps(dict(res.timings, wall=time.perf_counter() - t0, notes=res.n_notes,
                       seconds_of_music=res.durations_s[0],
                       peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))

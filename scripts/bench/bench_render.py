@@ -23,8 +23,8 @@ t0 = time.perf_counter()
 from dexter_cli.render import render_score
 t_import = time.perf_counter() - t0
 args = json.loads(sys.argv[1])
-res = render_score(args["score"], args["out"], checkpoint=args["checkpoint"], sampler=args["sampler"],
-                   steps=args["steps"], seed=0)
+res = render_score(args["score"], args["out"], {"sampler": args["sampler"], "steps": args["steps"], "seed": 0},
+                   checkpoint=args["checkpoint"])
 t = dict(res.timings, import_s=t_import, wall=time.perf_counter() - t0, notes=res.n_notes,
          peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 print(json.dumps(t))
