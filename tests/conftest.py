@@ -27,13 +27,13 @@ def shared_datasets() -> Path:
 @pytest.fixture(scope="session")
 def store_path(tmp_path_factory) -> Path:
     """A small store built from code (two pieces, mixup, train and valid splits, transfer pairs)."""
-    from dexter_cli.data import CodecStore, pair_store, run_codec
+    from dexter_cli.data import CodecStore, pair_store, CodecOptions, run_codec
 
     from .synth import make_asap_tree
 
     root = make_asap_tree(tmp_path_factory.mktemp("asap"), {"A/B/1": 3, "A/B/2": 2}, n_notes=40)
     out = tmp_path_factory.mktemp("store") / "codec"
-    run_codec(out, datasets_root=None, roots={"asap": root}, max_note_seq=16, mixup=True, fractions=(0.6, 0.4, 0.0))
+    run_codec(out, CodecOptions(datasets_root=None, roots={"asap": root}, max_note_seq=16, mixup=True, fractions=(0.6, 0.4, 0.0)))
     st = CodecStore(out)
     assert len(st.split_indices("train")) and len(st.split_indices("valid"))
     pair_store(out, k=None, seed=0)
@@ -58,14 +58,14 @@ TINY = ["model.residual_channels=16", "model.residual_layers=3", "model.dilation
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny checkpoint trained for 30 steps on a store built from code (fast, not musical)."""
     from dexter_cli.config import load_config
-    from dexter_cli.data import run_codec
+    from dexter_cli.data import CodecOptions, run_codec
     from dexter_cli.train import train
 
     from .synth import make_asap_tree
 
     base = tmp_path_factory.mktemp("ck")
     root = make_asap_tree(base / "asap", {"A/B/1": 2, "A/B/2": 2}, n_notes=40)
-    run_codec(base / "store", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    run_codec(base / "store", CodecOptions(datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
     train(load_config(None, TINY + [f"data.path={base / 'store'}", f"run_dir={base / 'run'}", "optim.batch_size=4",
                                     "optim.max_steps=30", "eval.every=1000", "eval.log_every=10"]))
     return base / "run" / "checkpoints" / "last"

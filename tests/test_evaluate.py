@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dexter_cli.data import CodecStore, pair_store, run_codec
+from dexter_cli.data import CodecStore, pair_store, CodecOptions, run_codec
 from dexter_cli.errors import DexterError
 from dexter_cli.data.perf_features import performance_features
 from dexter_cli.data.vocab import S_CODEC_NAMES
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 def vienna(shared_datasets, tmp_path_factory) -> Path:
     # Chopin op. 38 in train, Mozart K331 in test (the split is a hash of the piece key)
     out = tmp_path_factory.mktemp("vienna") / "store"
-    run_codec(out, datasets_root=shared_datasets, datasets=["vienna422"], max_note_seq=300, mixup=True,
-              fractions=(0.3, 0.0, 0.7))
+    run_codec(out, CodecOptions(datasets_root=shared_datasets, datasets=["vienna422"], max_note_seq=300, mixup=True,
+              fractions=(0.3, 0.0, 0.7)))
     st = CodecStore(out)
     assert st.meta["pieces"]["test"] == ["Mozart_K331_1st-mov"] and st.meta["pieces"]["train"] == ["Chopin_op38"]
     pair_store(out, k=None, seed=0)

@@ -48,7 +48,7 @@ def _finished(folder: Path) -> list[Path]:
 
 
 def test_codec_killed_mid_run_resumes_with_no_duplicate_or_missing_performance(tmp_path, request):
-    from dexter_cli.data import CodecStore, run_codec
+    from dexter_cli.data import CodecStore, CodecOptions, run_codec
 
     pieces = {f"C{i}/Set/{i}": 2 for i in range(10)}
     tree = make_asap_tree(tmp_path / "asap", pieces, n_notes=40)
@@ -59,9 +59,9 @@ def test_codec_killed_mid_run_resumes_with_no_duplicate_or_missing_performance(t
     sigkill_when(args, lambda: perfs.is_dir() and len(_finished(perfs)) >= 4, timeout=300)
     done_before = len(_finished(perfs))
     assert 4 <= done_before < 20 and not (out / "meta.json").exists()
-    again = run_codec(out, datasets_root=None, roots={"asap": tree}, max_note_seq=16)
+    again = run_codec(out, CodecOptions(datasets_root=None, roots={"asap": tree}, max_note_seq=16))
     assert again.encoded.count("cached") >= done_before and again.encoded.count("encoded") <= 20 - done_before
-    fresh = run_codec(tmp_path / "fresh", datasets_root=None, roots={"asap": tree}, max_note_seq=16)
+    fresh = run_codec(tmp_path / "fresh", CodecOptions(datasets_root=None, roots={"asap": tree}, max_note_seq=16))
     a, b = CodecStore(out), CodecStore(fresh.store)
     keys = [r["performance"] + "@" + r["piece"] for r in a.index]
     assert sorted(keys) == sorted(r["performance"] + "@" + r["piece"] for r in b.index)
@@ -89,11 +89,11 @@ def test_full_disk_while_writing_a_midi_keeps_the_previous_file(checkpoint, tmp_
 
 def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, request):
     from dexter_cli.checkpoint import load_inference, load_training_state
-    from dexter_cli.data import run_codec
+    from dexter_cli.data import CodecOptions, run_codec
 
     tree = make_asap_tree(tmp_path / "asap", {"A/B/1": 2}, n_notes=40)
     store = tmp_path / "store"
-    run_codec(store, datasets_root=None, roots={"asap": tree}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    run_codec(store, CodecOptions(datasets_root=None, roots={"asap": tree}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
     run = tmp_path / "run"
     common = [*TINY, f"data.path={store}", "optim.batch_size=4", "eval.every=1000", "eval.checkpoint_every=4",
               "eval.log_every=100", "--run-dir", str(run), "-q"]

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from dexter_cli.config import load_config
-from dexter_cli.data import CodecStore, run_codec
+from dexter_cli.data import CodecStore, CodecOptions, run_codec
 from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.diffusion import Schedule
 from dexter_cli.config import TaskConfig
@@ -118,7 +118,7 @@ def test_training_loss_is_dexters_formula_computed_by_hand(prediction):
 def store(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("grounded")
     root = make_asap_tree(base / "asap", {"A/B/1": 2, "A/B/2": 2}, n_notes=40)
-    run_codec(base / "store", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(0.5, 0.5, 0.0))
+    run_codec(base / "store", CodecOptions(datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(0.5, 0.5, 0.0)))
     return base / "store"
 
 

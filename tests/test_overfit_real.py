@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dexter_cli.data import CodecStore, run_codec
+from dexter_cli.data import CodecStore, CodecOptions, run_codec
 from dexter_cli.data.dataset import SegmentSet
 from dexter_cli.config import TaskConfig
 from dexter_cli.engine import build_expression
@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_tiny_model_overfits_real_segments(shared_datasets, tmp_path):
-    run_codec(tmp_path / "s", datasets_root=shared_datasets, datasets=["asap"], pieces=["Bach/Fugue_bwv_848"],
-              max_note_seq=64, fractions=(1.0, 0.0, 0.0))
+    run_codec(tmp_path / "s", CodecOptions(datasets_root=shared_datasets, datasets=["asap"], pieces=["Bach/Fugue_bwv_848"],
+              max_note_seq=64, fractions=(1.0, 0.0, 0.0)))
     st = CodecStore(tmp_path / "s")
     batch = SegmentSet(st, "train", synthetic=False).batch(np.arange(4))
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dexter_cli.data import CodecStore, S_CODEC_NAMES, run_codec
+from dexter_cli.data import CodecStore, S_CODEC_NAMES, CodecOptions, run_codec
 from dexter_cli.data.encode import load_performance_and_alignment, matched_pairs
 from dexter_cli.data.layouts import discover, resolve_roots
 from dexter_cli.data.scores import load_score, score_features
@@ -23,7 +23,7 @@ BWV848_PIECE = "Bach/Fugue_bwv_848"  # piece key (ASAP metadata: composer/title)
 @pytest.fixture(scope="module")
 def asap_store(shared_datasets, tmp_path_factory) -> CodecStore:
     out = tmp_path_factory.mktemp("asap") / "store"
-    run = run_codec(out, datasets_root=shared_datasets, datasets=["asap"], pieces=[BWV848_PIECE], max_note_seq=300)
+    run = run_codec(out, CodecOptions(datasets_root=shared_datasets, datasets=["asap"], pieces=[BWV848_PIECE], max_note_seq=300))
     assert run.assembled.performances == 9 and not run.assembled.skipped
     return CodecStore(out)
 
@@ -31,7 +31,7 @@ def asap_store(shared_datasets, tmp_path_factory) -> CodecStore:
 @pytest.fixture(scope="module")
 def atepp_store(shared_datasets, tmp_path_factory) -> CodecStore:
     out = tmp_path_factory.mktemp("atepp") / "store"
-    run_codec(out, datasets_root=None, roots={"atepp": shared_datasets / "asap" / BWV848}, max_note_seq=300)
+    run_codec(out, CodecOptions(datasets_root=None, roots={"atepp": shared_datasets / "asap" / BWV848}, max_note_seq=300))
     return CodecStore(out)
 
 
@@ -93,8 +93,8 @@ def test_atepp_parangonada_layout_gives_the_same_codec_as_asap(asap_store, atepp
 
 
 def test_vienna_layout(shared_datasets, tmp_path):
-    run = run_codec(tmp_path / "s", datasets_root=shared_datasets, datasets=["vienna422"],
-                    pieces=["Mozart_K331_1st-mov"], max_note_seq=200)
+    run = run_codec(tmp_path / "s", CodecOptions(datasets_root=shared_datasets, datasets=["vienna422"],
+                    pieces=["Mozart_K331_1st-mov"], max_note_seq=200))
     assert run.assembled.performances == 22 and not run.assembled.skipped
     st = CodecStore(run.store)
     assert not st.scores[0]["unfolded"]  # the Vienna MusicXML carries unfolded ids already
@@ -132,7 +132,7 @@ def test_cep_features_are_read_when_the_csv_exists(shared_datasets, tmp_path):
             "dissonance", "tonal_stability", "minorness"]
     rows = [",".join(cols)] + [",".join([f"{x:.2f}"] + [f"{np.sin(x + k):.4f}" for k in range(7)]) for x in t]
     (root / "Lee01M_cep_features.csv").write_text("\n".join(rows) + "\n")
-    run = run_codec(tmp_path / "s", datasets_root=None, roots={"atepp": tmp_path / "atepp"}, max_note_seq=300)
+    run = run_codec(tmp_path / "s", CodecOptions(datasets_root=None, roots={"atepp": tmp_path / "atepp"}, max_note_seq=300))
     st = CodecStore(run.store)
     assert all(r["has_cep"] == "1" for r in st.index)
     names = st.meta["c_codec_names"]
@@ -177,8 +177,8 @@ def test_cli_bad_arguments_give_one_line_and_nonzero_exit(tmp_path):
 
 def test_cli_train_on_real_data_end_to_end(shared_datasets, tmp_path):
     store = tmp_path / "store"
-    run_codec(store, datasets_root=shared_datasets, datasets=["vienna422"], pieces=["Mozart_K331_1st-mov"],
-              max_note_seq=300, fractions=(1.0, 0.0, 0.0))
+    run_codec(store, CodecOptions(datasets_root=shared_datasets, datasets=["vienna422"], pieces=["Mozart_K331_1st-mov"],
+              max_note_seq=300, fractions=(1.0, 0.0, 0.0)))
     r = _dexter("train", "-c", str(Path(__file__).parents[1] / "configs" / "train.yaml"), "--data", str(store),
                 "--max-steps", "6", "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "eval.every=3",
                 "eval.log_every=3", "eval.steps=3", "eval.sample_segments=2", "-q", cwd=tmp_path)

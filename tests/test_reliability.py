@@ -98,10 +98,10 @@ def test_guidance_is_range_checked_in_test_and_evaluate(cli, tmp_path, checkpoin
 
 
 def _tiny_store(tmp_path: Path) -> Path:
-    from dexter_cli.data import run_codec
+    from dexter_cli.data import CodecOptions, run_codec
 
     root = make_asap_tree(tmp_path / "asap", {"A/B/1": 2}, n_notes=24)
-    run_codec(tmp_path / "store", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    run_codec(tmp_path / "store", CodecOptions(datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
     return tmp_path / "store"
 
 
@@ -247,12 +247,12 @@ def test_settings_that_would_do_nothing_or_fail_late_are_one_line_errors(cli, tm
 # --- 7. a stray temporary file of a killed assembly is cleaned up ----------------------------------
 
 def test_assembly_removes_temporary_files_left_by_a_killed_run(tmp_path):
-    from dexter_cli.data import run_codec
+    from dexter_cli.data import CodecOptions, run_codec
 
     store = _tiny_store(tmp_path)
     stray = store / ".scores.json.k3j2.tmp"
     stray.write_text("{")
-    run_codec(store, datasets_root=None, roots={"asap": tmp_path / "asap"}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    run_codec(store, CodecOptions(datasets_root=None, roots={"asap": tmp_path / "asap"}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
     assert not stray.exists() and (store / "scores.json").is_file()
 
 

@@ -129,10 +129,10 @@ def _damaged_store(store: Path, target: Path, how: str) -> None:
 
 @pytest.fixture(scope="module")
 def small_store(good_tree, tmp_path_factory) -> Path:
-    from dexter_cli.data import run_codec
+    from dexter_cli.data import CodecOptions, run_codec
 
     out = tmp_path_factory.mktemp("store") / "codec"
-    run_codec(out, datasets_root=None, roots={"asap": good_tree}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    run_codec(out, CodecOptions(datasets_root=None, roots={"asap": good_tree}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
     return out
 
 

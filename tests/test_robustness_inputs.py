@@ -234,11 +234,11 @@ def test_a_repeat_played_50_times_is_played_twice_with_a_warning(checkpoint, tmp
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> Path:
-    from dexter_cli.data import run_codec
+    from dexter_cli.data import CodecOptions, run_codec
 
     base = tmp_path_factory.mktemp("inputs_store")
     tree = make_asap_tree(base / "asap", {"A/B/1": 2}, n_notes=24)
-    run_codec(base / "codec", datasets_root=None, roots={"asap": tree}, max_note_seq=16, fractions=(1.0, 0.0, 0.0))
+    run_codec(base / "codec", CodecOptions(datasets_root=None, roots={"asap": tree}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
     return base / "codec"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dexter_cli.data import CodecStore, pair_store, run_codec
+from dexter_cli.data import CodecStore, pair_store, CodecOptions, run_codec
 from dexter_cli.data.parts import Parts
 from dexter_cli.data.split import assign_split
 from dexter_cli.errors import DexterError
@@ -31,7 +31,7 @@ def asap_tree(tmp_path_factory) -> Path:
 
 def codec(asap_root: Path, out: Path, **kw):
     kw.setdefault("max_note_seq", N)
-    return run_codec(out, datasets_root=None, roots={"asap": asap_root}, **kw)
+    return run_codec(out, CodecOptions(datasets_root=None, roots={"asap": asap_root}, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_nothing_encodable_is_an_error(tmp_path):
 
 def test_no_dataset_found_is_an_error(tmp_path):
     with pytest.raises(DexterError, match="no aligned performance found"):
-        run_codec(tmp_path / "s", datasets_root=tmp_path)
+        run_codec(tmp_path / "s", CodecOptions(datasets_root=tmp_path))
 
 
 def test_synthetic_pieces_land_in_train_by_default():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
-from dexter_cli.data import CodecStore, run_codec
+from dexter_cli.data import CodecStore, CodecOptions, run_codec
 from dexter_cli.errors import DexterError
 from dexter_cli.train import TrainingInterrupted, train
 
@@ -89,7 +89,7 @@ def test_bad_input_fails_before_any_work(store_path, tmp_path):
 
 def test_empty_train_split_is_refused(tmp_path):
     root = make_asap_tree(tmp_path / "asap", {"X/Y/1": 1}, n_notes=20)
-    run_codec(tmp_path / "s", datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(0.0, 0.0, 1.0))
+    run_codec(tmp_path / "s", CodecOptions(datasets_root=None, roots={"asap": root}, max_note_seq=16, fractions=(0.0, 0.0, 1.0)))
     with pytest.raises(DexterError, match="train split .* is empty"):
         train(cfg_for(tmp_path / "s", tmp_path / "r"))
 

@@ -37,7 +37,7 @@ def codec(
 
     Example: [bold]dexter codec --max-note-seq 300 --mixup --datasets-root ../shared/datasets --workers 2[/]
     """
-    from ..data.pipeline import parse_shard, run_codec
+    from ..data.pipeline import CodecOptions, parse_shard, run_codec
     from ..data.split import parse_fractions
 
     fractions = parse_fractions(split)
@@ -48,12 +48,10 @@ def codec(
     store = out or Path("data") / f"codec_N={max_note_seq}{'_mixup' if mixup else ''}"
     arguments = {"max_note_seq": max_note_seq, "mixup": mixup, "datasets_root": str(root), "datasets": names, "pieces": piece_patterns,
                  "split": split, "workers": workers, "shard": shard, "window_beats": window_beats}
+    options = CodecOptions(root, names, piece_patterns, {"asap": asap_root, "vienna422": vienna_root, "atepp": atepp_root},
+                           max_note_seq, mixup, fractions, workers, shard_t, merge, window_beats)
     with stage_progress(quiet) as progress:
-        run = run_codec(store, datasets_root=root, datasets=names, pieces=piece_patterns,
-                        roots={"asap": asap_root, "vienna422": vienna_root, "atepp": atepp_root},
-                        max_note_seq=max_note_seq, mixup=mixup, fractions=fractions, workers=workers,
-                        shard=shard_t, merge_only=merge, window_beats=window_beats, arguments=arguments,
-                        progress=progress)
+        run = run_codec(store, options, arguments=arguments, progress=progress)
     _report(run, quiet)
 
 

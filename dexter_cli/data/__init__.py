@@ -12,12 +12,12 @@ from .vocab import S_CODEC_NAMES
 
 __all__ = [
     "C_CODEC_NAMES", "C_DESCRIPTIONS", "CODEC_VERSION", "CodecRun", "CodecStore", "P_CODEC_NAMES",
-    "S_CODEC_NAMES", "assign_split", "make_pairs", "pair_store", "run_codec",
+    "S_CODEC_NAMES", "assign_split", "make_pairs", "pair_store", "run_codec", "CodecOptions",
 ]
 
 
 def __getattr__(name: str):
-    if name in ("run_codec", "CodecRun"):
+    if name in ("run_codec", "CodecRun", "CodecOptions"):
         from . import pipeline
 
         return getattr(pipeline, name)

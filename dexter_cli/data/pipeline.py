@@ -36,29 +36,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def run_codec(
-    out: Path,
-    *,
-    datasets_root: Path | None,
-    datasets: list[str] | None = None,
-    pieces: list[str] | None = None,
-    roots: dict[str, Path | None] | None = None,
-    max_note_seq: int = 300,
-    mixup: bool = False,
-    fractions: tuple[float, float, float] = (0.85, 0.05, 0.10),
-    workers: int = 1,
-    shard: tuple[int, int] = (0, 1),
-    merge_only: bool = False,
-    window_beats: float = 4.0,
-    arguments: dict | None = None,
-    progress: Progress | None = None,
-) -> CodecRun:
-    """Encode every aligned performance found into a codec store.
+@dataclass(frozen=True)
+class CodecOptions:
+    """What ``dexter codec`` encodes and how.
 
-    Parameters
+    Attributes
     ----------
-    out : Path
-        The store folder.
     datasets_root : Path or None
         Folder holding the datasets under their usual names.
     datasets : list of str, optional
@@ -76,14 +59,42 @@ def run_codec(
     workers : int
         Worker processes.
     shard : (i, n)
-        Encode shard i of n only and do not assemble (run ``merge_only`` after
-        all shards).
+        Encode shard i of n only and do not assemble (run ``merge_only`` after all shards).
     merge_only : bool
         Encode nothing; assemble the store from the parts written so far.
     window_beats : float
         c_codec window half-width in beats.
+    """
+
+    datasets_root: Path | None = None
+    datasets: list[str] | None = None
+    pieces: list[str] | None = None
+    roots: dict[str, Path | None] | None = None
+    max_note_seq: int = 300
+    mixup: bool = False
+    fractions: tuple[float, float, float] = (0.85, 0.05, 0.10)
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)
+    merge_only: bool = False
+    window_beats: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.max_note_seq < 1:
+            raise DexterError(f"--max-note-seq must be positive, got {self.max_note_seq}")
+
+
+def run_codec(out: Path, options: CodecOptions | None = None, *, arguments: dict | None = None,
+              progress: Progress | None = None) -> CodecRun:
+    """Encode every aligned performance found into a codec store.
+
+    Parameters
+    ----------
+    out : Path
+        The store folder.
+    options : CodecOptions, optional
+        What to encode and how (default: every dataset under no root: give one).
     arguments : dict, optional
-        Recorded in ``meta.json``.
+        The command's arguments, recorded in ``meta.json``.
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -96,15 +107,14 @@ def run_codec(
     DexterError
         Bad arguments, no performance found, or nothing encodable.
     """
-    if max_note_seq < 1:
-        raise DexterError(f"--max-note-seq must be positive, got {max_note_seq}")
-    resolved = resolve_roots(datasets_root, datasets, roots or {})
-    if datasets_root is not None and not Path(datasets_root).is_dir() and not any((roots or {}).values()):
-        raise DexterError(f"datasets root {datasets_root} is not a folder")
+    o = options or CodecOptions()
+    resolved = resolve_roots(o.datasets_root, o.datasets, o.roots or {})
+    if o.datasets_root is not None and not Path(o.datasets_root).is_dir() and not any((o.roots or {}).values()):
+        raise DexterError(f"datasets root {o.datasets_root} is not a folder")
     discoveries = discover(resolved)
-    if pieces:
+    if o.pieces:
         for d in discoveries:
-            d.sources = [s for s in d.sources if any(fnmatch.fnmatch(s.piece, pat) for pat in pieces)]
+            d.sources = [s for s in d.sources if any(fnmatch.fnmatch(s.piece, pat) for pat in o.pieces)]
     sources = [s for d in discoveries for s in d.sources]
     if not sources:
         where = "; ".join(f"{d.dataset}: {d.note or 'nothing usable'}" for d in discoveries) or "no dataset"
@@ -113,13 +123,13 @@ def run_codec(
     from ..fileio import check_writable
 
     check_writable(out / "meta.json", "codec store")  # a read-only place fails now, not after the encoding
-    if merge_only:
+    if o.merge_only:
         report = EncodeReport()
     else:
-        report = encode_all(discoveries, out, workers=workers, shard=shard,
-                            window_beats=window_beats, progress=progress)
-    if shard[1] > 1 and not merge_only:
+        report = encode_all(discoveries, out, workers=o.workers, shard=o.shard, window_beats=o.window_beats,
+                            progress=progress)
+    if o.shard[1] > 1 and not o.merge_only:
         return CodecRun(out, discoveries, report, None)
-    assembled = assemble_store(out, sources, max_note_seq=max_note_seq, mixup=mixup, fractions=fractions,
+    assembled = assemble_store(out, sources, max_note_seq=o.max_note_seq, mixup=o.mixup, fractions=o.fractions,
                                arguments=arguments, progress=progress)
     return CodecRun(out, discoveries, report, assembled)

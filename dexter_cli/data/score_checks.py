@@ -156,6 +156,13 @@ def check_mei(path: Path) -> bytes | None:
                     raise bad(el, f"ties to {ref}, which is not a note of the score")
         if "dur" in looked_up and el.get("sameas") is not None and el.get("sameas").lstrip("#") not in ids:
             raise bad(el, f"has sameas={el.get('sameas')!r}, which names no element of the score")
+    return _with_ids(root, elements, ids)
+
+
+def _with_ids(root, elements: list, ids: set) -> bytes | None:
+    """The document with an unused ``xml:id`` given to each of ``elements`` without one (None: all had one)."""
+    from lxml import etree
+
     missing = [el for el in elements if el.get(XML_ID) is None]
     if not missing:
         return None

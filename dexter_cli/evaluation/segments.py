@@ -86,13 +86,10 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
     ``options``: the sampling (a dict: the caller's choices over the model's recorded decoding); in a
     transfer test, ``options.strength`` is how deep the source is noised (DExter's sample_steps_frac).
     """
-    from ..data.codec import fill_unplayed
     from ..data.dataset import PairSet, SegmentSet
-    from ..data.decode import decode_performance, save_midi
     from ..data.store import CodecStore
     from ..engine import load_expression
     from ..fileio import write_json
-    from ..plots import plot_segment
     from ..sampling import resolve
 
     t0 = time.perf_counter()
@@ -137,13 +134,8 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
             moved += [movement(enc(src[k]), enc(label[k]), enc(pred[k]), mask[k]) for k in range(len(items))]
         for k, i in enumerate(items):
             seg = int(data.pairs[i][1] if transfer else data.indices[i])
-            view, real = _segment_score(store, seg, cache)
-            stem = out / f"seg{seg:06d}"
-            for name, arr in (("pred", pred[k]), ("label", label[k])) + ((("source", src[k]),) if transfer else ()):
-                save_midi(decode_performance(view, fill_unplayed(arr[real], mask[k][real])), Path(f"{stem}_{name}.mid"))
-            plot_segment(Path(f"{stem}.png"), view.note_array["onset_beat"], pred[k][real], label[k][real],
-                         mask[k][real], src[k][real] if transfer else None, title=f"segment {seg}")
-            report.files += [Path(f"{stem}_pred.mid"), Path(f"{stem}.png")]
+            rows = {"pred": pred[k], "label": label[k], **({"source": src[k]} if transfer else {})}
+            report.files += _write_segment(out, seg, _segment_score(store, seg, cache), rows, mask[k])
         if frames:
             from ..plots import animate_denoising
 
@@ -152,16 +144,7 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
             report.files.append(animate_denoising(out / "denoising.gif", view.note_array["onset_beat"], decoded))
         if progress:
             progress("sample", min(n, b0 + batch_size), n)
-    P, L, M = np.concatenate(preds), np.concatenate(labels), np.concatenate(masks)
-    metrics = segment_curve_scores(P, L, M)
-    for name, j in (("tempo", 0), ("velocity", 1)):
-        a = np.log(np.maximum(P[..., Row.BEAT_PERIOD], 1e-6)) if j == 0 else P[..., Row.VELOCITY] * 127
-        b = np.log(np.maximum(L[..., Row.BEAT_PERIOD], 1e-6)) if j == 0 else L[..., Row.VELOCITY] * 127
-        metrics[f"{name}_l1"] = float(np.abs(a - b)[M].mean())
-    nP = expr.norm.encode_p(torch.from_numpy(P)).numpy()
-    nL = expr.norm.encode_p(torch.from_numpy(L)).numpy()
-    for j, name in enumerate(store.meta["p_codec_names"]):
-        metrics[f"mse_norm_{name}"] = float(((nP[..., j] - nL[..., j])[M] ** 2).mean())
+    metrics = codec_metrics(np.concatenate(preds), np.concatenate(labels), np.concatenate(masks), expr.norm)
     if transfer:
         metrics["transfer_movement"] = float(np.nanmean(moved))
         metrics["sample_steps_frac"] = opts.strength
@@ -173,6 +156,39 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
     report.files.append(out / "metrics.json")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _write_segment(out: Path, seg: int, view_real: tuple, rows: dict[str, np.ndarray], mask: np.ndarray) -> list[Path]:
+    """One segment's MIDI files (pred, label, and source in transfer) and its plot."""
+    from ..data.codec import fill_unplayed
+    from ..data.decode import decode_performance, save_midi
+    from ..plots import plot_segment
+
+    view, real = view_real
+    stem = out / f"seg{seg:06d}"
+    for name, arr in rows.items():
+        save_midi(decode_performance(view, fill_unplayed(arr[real], mask[real])), Path(f"{stem}_{name}.mid"))
+    src = rows.get("source")
+    plot_segment(Path(f"{stem}.png"), view.note_array["onset_beat"], rows["pred"][real], rows["label"][real],
+                 mask[real], src[real] if src is not None else None, title=f"segment {seg}")
+    return [Path(f"{stem}_pred.mid"), Path(f"{stem}.png")]
+
+
+def codec_metrics(P: np.ndarray, L: np.ndarray, M: np.ndarray, norm) -> dict[str, float]:
+    """The codec-level metrics of ``dexter test``: curve r (:func:`segment_curve_scores`), the L1 of
+    log tempo and of MIDI velocity, and each row's MSE in the normalised space."""
+    import torch
+
+    metrics = segment_curve_scores(P, L, M)
+    for name, row in (("tempo", Row.BEAT_PERIOD), ("velocity", Row.VELOCITY)):
+        a = np.log(np.maximum(P[..., row], 1e-6)) if row == Row.BEAT_PERIOD else P[..., row] * 127
+        b = np.log(np.maximum(L[..., row], 1e-6)) if row == Row.BEAT_PERIOD else L[..., row] * 127
+        metrics[f"{name}_l1"] = float(np.abs(a - b)[M].mean())
+    nP = norm.encode_p(torch.from_numpy(P)).numpy()
+    nL = norm.encode_p(torch.from_numpy(L)).numpy()
+    for row, name in zip(Row, P_CODEC_NAMES):
+        metrics[f"mse_norm_{name}"] = float(((nP[..., row] - nL[..., row])[M] ** 2).mean())
+    return metrics
 
 
 def segment_curve_scores(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> dict[str, float]:
