@@ -3,7 +3,7 @@ PIP ?= $(PYTHON) -m pip
 
 .PHONY: install test test-fast bench-codec robustness-table clean
 
-# torch is pinned to the CPU build that this workplace serves from local disk.
+# torch is pinned: 2.13.0, the build the tests are run with (a CPU build installs where no GPU is present).
 install:
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e ".[dev]"

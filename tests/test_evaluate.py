@@ -223,6 +223,7 @@ def test_listed_pieces_are_named_by_the_shortest_distinct_tail_of_their_path():
 
 
 def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
+    from dexter_cli.evaluation.levels import level_metrics
     from dexter_cli.evaluation.metrics import METRICS, score_against_humans
     from dexter_cli.render import sample_score
 
@@ -241,7 +242,8 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
     for pk in p:  # each scored from the MIDI file it makes, as the evaluation does
         perf = delivered(piece, Performance(pk, np.ones(len(pk), dtype=bool)))
         perf.features = performance_features(piece.score, perf.p_codec, perf.mask)
-        rows.append(score_against_humans(piece.onset_beat, perf, piece.humans, level))
+        rows.append({**score_against_humans(piece.onset_beat, perf, piece.humans, level),
+                     **level_metrics(piece.onset_beat, perf, piece.humans)})
     assert rows[0]["velocity_r"] != pytest.approx(rows[1]["velocity_r"])  # the samples differ
     # the report records what was sampled, the model's defaults resolved
     from dexter_cli.engine import load_expression

@@ -66,7 +66,7 @@ def evaluate(
                           f"(95 % bootstrap over pieces): " + ", ".join(parts), highlight=False)
     for name, refs in report.paired.items():
         for ref, by_metric in refs.items():
-            parts = [f"{m} {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], higher on {c['better']} of {c['pieces']} "
+            parts = [f"{m} {c['median']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}], better on {c['better']} of {c['pieces']} "
                      f"(sign p {c['p_sign']:.3f})" for m, c in by_metric.items() if c["pieces"]]
             if parts:
                 console.print(f"{name} - {ref}, piece by piece (median difference, 95 % bootstrap): " + "; ".join(parts),

@@ -35,7 +35,9 @@ FEATURE_METRICS = ("async_delta_dev", "async_delta_kl", "async_delta_r", "async_
                    "kor_dev", "kor_kl", "kor_r", "pedal_onset_dev", "pedal_onset_kl", "pedal_onset_r")
 DYNAMICS_METRICS = ("dyn_agreement", "dyn_agreement_dev", "tempo_vel_r", "tempo_vel_dev")
 VOICING_METRICS = ("voicing_r", "voicing_dev", "voicing_kl")
-METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS + VOICING_METRICS
+# levels against the humans' (dexter_cli.evaluation.levels; not per-human comparisons)
+LEVEL_METRICS = ("tempo_level_err", "tempo_level_in_range", "velocity_level_err", "velocity_level_in_range")
+METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS + VOICING_METRICS + LEVEL_METRICS
 DYN_LEVELS = ("dyn_ppp", "dyn_pp", "dyn_p", "dyn_mp", "dyn_mf", "dyn_f", "dyn_ff", "dyn_fff")  # softest first
 TEMPO_CLIP = 4.0  # per-onset tempo kept within [median / 4, median * 4]
 # a tempo curve whose log varies less than this (1 %) is flat: below a listener's threshold for a tempo

@@ -23,6 +23,7 @@ from ..sampling import SamplingOptions
 from .metrics import METRICS, Performance, dynamics_levels, human_ceiling, score_against_humans
 from .pieces import Piece, Selection, list_pieces, store_pieces
 from .baselines import make_renderer
+from .levels import human_level_ceiling, level_metrics, summarise_levels
 from .report import EvaluationReport
 from .statistics import _finite_stat, _nanmedian, against_references, ratios_to_human
 
@@ -64,6 +65,8 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
     for name, h in zip(piece.names, piece.humans):
         _with_features(piece, h, problems, f"human {name}")
     ceiling = human_ceiling(piece.onset_beat, piece.humans, level)
+    if ceiling is not None:
+        ceiling.update(human_level_ceiling(piece.onset_beat, piece.humans))
     if ceiling is None:
         problems.append(f"{piece.key}: one human performance only, no human-to-human reference")
     rows = [{"piece": piece.key, "renderer": "human", "n_humans": len(piece.humans),
@@ -75,7 +78,8 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
             samples = [_with_features(piece, delivered(piece, perf), problems, spec)
                        for perf in (out if isinstance(out, list) else [out])]
             preds[spec] = samples[0]
-            rows_k = [score_against_humans(piece.onset_beat, perf, piece.humans, level) for perf in samples]
+            rows_k = [{**score_against_humans(piece.onset_beat, perf, piece.humans, level),
+                       **level_metrics(piece.onset_beat, perf, piece.humans)} for perf in samples]
             row = rows_k[0] if len(rows_k) == 1 else {k: _finite_stat([r[k] for r in rows_k], np.mean) for k in METRICS}
         except DexterError as exc:
             problems.append(f"{spec} on {piece.key}: {exc}")
@@ -166,6 +170,7 @@ def evaluate_store(store_path: Path | None, renderers: list[str], options: Sampl
     for name in ["human", *made]:
         rows = [r for r in report.per_piece if r["renderer"] == name]
         report.summary[name] = {k: _nanmedian([r[k] for r in rows]) for k in METRICS}
+        report.summary[name].update(summarise_levels(rows))  # the in-range metrics: a share of the pieces
         report.summary[name]["pieces"] = sum(1 for r in rows if np.isfinite(r["velocity_r"]))
     for name in made:  # a renderer that could not be scored anywhere makes the comparison meaningless
         if report.summary[name]["pieces"] == 0:

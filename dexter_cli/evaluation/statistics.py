@@ -59,11 +59,13 @@ def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ..
     return out
 
 
+LOWER_IS_BETTER = ("_err", "_dev", "_kl")  # metric suffixes of errors, deviations and divergences
 REFERENCES = ("deadpan", "linear")  # the issue's quality bar: clearly above deadpan and above the linear reference
 
 
 def against_references(per_piece: list[dict], renderers: list[str],
-                       metrics: tuple[str, ...] = ("tempo_r", "velocity_r")) -> dict[str, dict]:
+                       metrics: tuple[str, ...] = ("tempo_r", "velocity_r", "tempo_level_err",
+                                                   "velocity_level_err")) -> dict[str, dict]:
     """Every renderer against the references evaluated with it, piece by piece (:func:`paired_comparison`).
 
     A reference is compared with the references before it in ``REFERENCES`` only (linear against
@@ -94,7 +96,8 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], metric: str, *, bo
         One renderer's rows each (``piece`` and the metric), e.g. two models' results on the same
         split; only pieces where both values are finite count.
     metric : str
-        A column of the rows (higher is taken as better for ``better``).
+        A column of the rows; for ``better``, higher is better, but for an error, a deviation or a
+        divergence (``*_err``, ``*_dev``, ``*_kl``) lower is.
     boot, level, seed : int, float, int
         Bootstrap resamples of the pieces, the interval's coverage, the resampling seed.
 
@@ -103,19 +106,19 @@ def paired_comparison(rows_a: list[dict], rows_b: list[dict], metric: str, *, bo
     dict
         ``pieces``, ``median`` (of the differences), ``low`` and ``high``, ``mean`` (of the
         differences: the paired non-inferiority statistic of the selection rules), ``better``
-        (pieces where ``a`` is higher) and ``p_sign`` (one-sided exact sign test that ``a`` is
-        higher more often; ties count against).
+        (pieces where ``a`` is better) and ``p_sign`` (one-sided exact sign test that ``a`` is
+        better more often; ties count against).
     """
-    b = {r["piece"]: r[metric] for r in rows_b}
+    b = {r["piece"]: r.get(metric) for r in rows_b}  # (results written before a metric existed lack it)
     d = np.array([r[metric] - b[r["piece"]] for r in rows_a
-                  if r["piece"] in b and _is_finite(r[metric]) and _is_finite(b[r["piece"]])])
+                  if r["piece"] in b and _is_finite(r.get(metric)) and _is_finite(b[r["piece"]])])
     n = len(d)
     if n == 0:
         return {"pieces": 0, "median": float("nan"), "low": float("nan"), "high": float("nan"),
                 "mean": float("nan"), "better": 0, "p_sign": float("nan")}
     idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
     low, high = np.quantile(np.median(d[idx], axis=1), [(1 - level) / 2, (1 + level) / 2])
-    k = int((d > 0).sum())
+    k = int((d < 0).sum() if metric.endswith(LOWER_IS_BETTER) else (d > 0).sum())
     p_sign = sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n  # P(X >= k), X ~ Bin(n, 1/2)
     return {"pieces": n, "median": float(np.median(d)), "low": float(low), "high": float(high),
             "mean": float(d.mean()), "better": k, "p_sign": float(p_sign)}
