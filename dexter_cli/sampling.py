@@ -132,7 +132,7 @@ class SamplingOptions:
         if chosen.get("sampler", "dpm++") != "dpm++" and "steps" not in chosen:
             base.pop("steps", None)
         if isinstance(chosen.get("controls"), (list, tuple)) and all(isinstance(c, str) for c in chosen["controls"]):
-            chosen["controls"] = tuple(parse_controls(chosen["controls"]).items())
+            chosen["controls"] = tuple(parse_controls(chosen["controls"], config.get("codec", {}).get("stats")).items())
         return replace(cls(**base), **chosen)
 
     def from_source(self) -> "SamplingOptions":
@@ -166,14 +166,23 @@ def resolve(config: dict, options: "SamplingOptions | dict | None") -> SamplingO
     return SamplingOptions.for_model(config, **(options or {}))
 
 
-def parse_controls(items: list[str] | tuple[str, ...]) -> dict[str, float]:
-    """Parse ``NAME=VALUE`` controls (values in training standard deviations).
+# plain units a control may be given in, beside standard deviations: NAME=VALUE<unit>
+DYNAMICS_VELOCITY = {"ppp": 16, "pp": 33, "p": 49, "mp": 64, "mf": 80, "f": 96, "ff": 112, "fff": 127}
+UNITS = {"tempo_level": ("bpm",), "loudness": ("vel",) + tuple(DYNAMICS_VELOCITY)}
+
+
+def parse_controls(items: list[str] | tuple[str, ...], stats: dict | None = None) -> dict[str, float]:
+    """Parse ``NAME=VALUE`` controls into training standard deviations.
+
+    VALUE is a number of standard deviations (``loudness=+1``), or, with the model's statistics
+    ``stats``, a plain value: ``tempo_level=90bpm``, ``loudness=70vel`` (MIDI velocity) or a
+    dynamic marking (``loudness=mf``).
 
     Raises
     ------
     DexterError
-        Unknown name (the valid ones are listed), a value that is not a finite number, or one
-        beyond +-``MAX_CONTROL``.
+        Unknown name (the valid ones are listed), a control this model never saw vary, a value
+        that is not a finite number, or one beyond +-``MAX_CONTROL`` standard deviations.
     """
     from .data.codec import C_CODEC_NAMES
 
@@ -184,12 +193,39 @@ def parse_controls(items: list[str] | tuple[str, ...]) -> dict[str, float]:
         name, raw = (x.strip() for x in item.split("=", 1))
         if name not in C_CODEC_NAMES:
             raise DexterError(f"unknown control {name!r}; valid: {', '.join(C_CODEC_NAMES)}")
-        try:
-            value = float(raw)
-        except ValueError:
-            raise DexterError(f"--control {name}: {raw!r} is not a number") from None
+        j = C_CODEC_NAMES.index(name)
+        if stats is not None and stats.get("c_min") is not None and stats["c_max"][j] <= stats["c_min"][j]:
+            raise DexterError(f"--control {name}: this model's training data never varied it (it was "
+                              f"{stats['c_min'][j]:g} throughout), so it cannot change the performance")
+        value = _std_value(name, raw, stats, j)
         if not math.isfinite(value) or abs(value) > MAX_CONTROL:
             raise DexterError(f"--control {name}={raw}: give a finite value within +-{MAX_CONTROL:g} standard "
-                              "deviations")
+                              "deviations of the training data")
         out[name] = value
     return out
+
+
+def _std_value(name: str, raw: str, stats: dict | None, j: int) -> float:
+    """A control value in standard deviations, from a number of them or a plain value."""
+    try:
+        return float(raw)  # standard deviations ("inf" and "nan" too: refused by the caller)
+    except ValueError:
+        pass
+    text = raw.lower().replace(" ", "")
+    unit = next((u for u in sorted(UNITS.get(name, ()), key=len, reverse=True) if text.endswith(u)), None)
+    if unit is None:
+        plain = f" or plain units ({', '.join(UNITS[name])})" if name in UNITS else ""
+        raise DexterError(f"--control {name}: {raw!r} is not a number of standard deviations{plain}")
+    if stats is None:
+        raise DexterError(f"--control {name}={raw}: plain units need the model's statistics")
+    number = text[: -len(unit)]
+    if unit in DYNAMICS_VELOCITY:
+        if number:
+            raise DexterError(f"--control {name}: {raw!r}: give a dynamic marking alone (e.g. {name}=mf)")
+        plain = float(DYNAMICS_VELOCITY[unit])
+    else:
+        try:
+            plain = float(number)
+        except ValueError:
+            raise DexterError(f"--control {name}: {raw!r} is not a number of {unit}") from None
+    return (plain - stats["c_mean"][j]) / stats["c_std"][j]

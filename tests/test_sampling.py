@@ -72,3 +72,24 @@ def test_every_option_is_checked_when_built(field, value, message):
 def test_options_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SamplingOptions().steps = 3  # type: ignore[misc]
+
+
+STATS = {"c_mean": [150.0, 0.2, 63.0] + [0.0] * 11, "c_std": [100.0, 0.2, 12.0] + [1.0] * 11,
+         "c_min": [7.0, 0.0, 18.0] + [0.0] * 11, "c_max": [6000.0, 4.0, 115.0] + [1.0] * 4 + [0.0] * 7}
+
+
+def test_controls_in_plain_units_become_standard_deviations():
+    got = SamplingOptions.for_model({"codec": {"stats": STATS}},
+                                    controls=["tempo_level=90bpm", "loudness=mf", "rubato=+1"]).control_values()
+    assert got == pytest.approx({"tempo_level": (90 - 150) / 100, "loudness": (80 - 63) / 12, "rubato": 1.0})
+    assert SamplingOptions.for_model({"codec": {"stats": STATS}}, controls=["loudness=75vel"]).control_values() == \
+        pytest.approx({"loudness": 1.0})
+    for bad, why in (("loudness=+1mf", "dynamic marking alone"), ("tempo_level=fastbpm", "not a number of bpm"),
+                     ("loudness=9000vel", "within"), ("rubato=1bpm", "not a number of standard deviations")):
+        with pytest.raises(DexterError, match=why):
+            SamplingOptions.for_model({"codec": {"stats": STATS}}, controls=[bad])
+
+
+def test_a_control_the_training_data_never_varied_is_refused():
+    with pytest.raises(DexterError, match="never varied it"):
+        SamplingOptions.for_model({"codec": {"stats": STATS}}, controls=["cep_minorness=+3"])

@@ -21,7 +21,8 @@ app = typer.Typer(
     name="dexter",
     help="Learn and control expressive piano performance with diffusion models (DExter).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -35,8 +36,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.", metavar=""),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.", metavar=""),
 ) -> None:
     """dexter: learn expressive piano performance from aligned data and render it for any score."""
     STATE["debug"] = debug

@@ -8,6 +8,11 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from enum import Enum
+
+# the samplers as a choice the help lists (an Enum's values; "dpm++" is no Python name)
+Sampler = Enum("Sampler", {"dpmpp": "dpm++", "ddim": "ddim", "ddpm": "ddpm"}, type=str)
+
 console = Console()
 console_err = Console(stderr=True)
 STATE: dict[str, bool] = {"debug": False}

@@ -18,7 +18,7 @@ def default_datasets_root() -> Path:
 
 def codec(
     max_note_seq: int = typer.Option(300, "--max-note-seq", "-N", help="Segment length N (score notes per segment)."),
-    mixup: bool = typer.Option(False, "--mixup", help="Add the mean of each pair of train performances of a score (synthetic)."),
+    mixup: bool = typer.Option(False, "--mixup", help="Add the mean of each pair of train performances of a score (synthetic).", metavar=""),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Store folder \\[default: data/codec_N=<N>[_mixup]]."),
     datasets_root: Path = typer.Option(None, "--datasets-root", help="Folder holding the datasets \\[default: $DEXTER_DATASETS or ../shared/datasets]."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma list of asap,vienna422,atepp \\[default: all found]."),
@@ -29,9 +29,9 @@ def codec(
     split: str = typer.Option("85/5/10", "--split", help="Train/valid/test percentages, by piece."),
     workers: int = typer.Option(1, "--workers", "-j", help="Worker processes."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Encode shard i/n only (0-based); then run --merge once all are done."),
-    merge: bool = typer.Option(False, "--merge", help="Assemble the store from the shards' results; encode nothing."),
+    merge: bool = typer.Option(False, "--merge", help="Assemble the store from the shards' results; encode nothing.", metavar=""),
     window_beats: float = typer.Option(4.0, "--window-beats", help="Half-width (beats) of the c_codec window."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.", metavar=""),
 ) -> None:
     """Encode every score-aligned performance into p_codec / s_codec / c_codec segments.
 

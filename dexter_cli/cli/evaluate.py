@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import console, stage_progress
+from ._common import Sampler, console, stage_progress
 
 
 def evaluate(
@@ -16,16 +16,16 @@ def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint of the dexter renderer \\[default: bundled]."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     pieces: Optional[Path] = typer.Option(None, "--pieces", help="CSV/TSV of score,performance[,alignment] rows to evaluate instead of a split."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes over pieces."),
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Processes over pieces."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many pieces."),
-    sampler: str = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
+    sampler: Sampler = typer.Option("dpm++", "--sampler", help="Sampler of the dexter renderer."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Its steps \\[default: the model's for dpm++, 20 otherwise]."),
     seed: int = typer.Option(0, "--seed", help="Its seed."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Its classifier-free guidance weight w \\[default: the model's]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Its classifier-free guidance weight w \\[default: the model's]."),
     overlap: float = typer.Option(0.5, "--overlap", help="Its window overlap (as dexter render --overlap)."),
-    samples: int = typer.Option(1, "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
+    samples: int = typer.Option(1, "--num-samples", "--samples", "-n", min=1, help="Interpretations per piece of the dexter renderer (one batched run, as dexter render -n); its metrics are their mean per piece: less seed noise."),
     out: Path = typer.Option(Path("artifacts/evaluate"), "--out", "-o", help="Folder for results.json, results.csv and plots."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", metavar=""),
 ) -> None:
     """Evaluate renderers on whole pieces, each metric next to its human-to-human value.
 
@@ -41,7 +41,7 @@ def evaluate(
 
     specs = [r.strip() for r in renderers.split(",") if r.strip()]
     check_writable(out / "results.json", "results")  # an unwritable folder fails now, not after the renders
-    choices = {"sampler": sampler, "steps": steps, "seed": seed, "guidance": guidance, "overlap": overlap,
+    choices = {"sampler": sampler.value, "steps": steps, "seed": seed, "guidance": guidance, "overlap": overlap,
                "num_samples": samples}
     with stage_progress(quiet) as progress:
         report = evaluate_store(data, specs, choices, checkpoint=checkpoint, selection=Selection(split, pieces, limit),

@@ -7,29 +7,29 @@ from typing import List, Optional
 
 import typer
 
-from ._common import console, console_err, stage_progress
+from ._common import Sampler, console, console_err, stage_progress
 
 
 def render(
     score: Optional[Path] = typer.Argument(None, help="Score file (MusicXML/MXL, MEI, kern, quantised MIDI), or a folder of them."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output MIDI, or the output folder for a folder of scores \\[default: <score>.performance.mid]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder \\[default: the bundled model]."),
-    sampler: str = typer.Option("dpm++", "--sampler", help="dpm++ | ddim | ddpm (ddpm: all T steps, the paper's)."),
+    sampler: Sampler = typer.Option("dpm++", "--sampler", help="Sampler (ddpm: all T steps, the paper's)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps (dpm++/ddim) \\[default: the model's for dpm++, see --info; 20 otherwise]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", "-w", help="Classifier-free guidance weight (1 = plain conditional) \\[default: the model's, see --info]."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same performance."),
-    control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std (repeatable), e.g. loudness=+1."),
-    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch."),
+    control: Optional[List[str]] = typer.Option(None, "--control", help="NAME=VALUE in training std or plain units (repeatable), e.g. loudness=+1, loudness=mf, tempo_level=90bpm; see --list-controls."),
+    num_samples: int = typer.Option(1, "--num-samples", "-n", help="Render K interpretations in one batch (with the bundled model they differ in timing, articulation and pedal detail; the curves barely vary)."),
     overlap: float = typer.Option(0.5, "--overlap", help="Fraction of each window shared with the next (whole-piece continuity)."),
-    as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded)."),
+    as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded).", metavar=""),
     save_codec: Optional[Path] = typer.Option(None, "--save-codec", help="Also write the predicted p_codec (.npz or .csv)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG of the tempo and velocity curves."),
     from_: Optional[Path] = typer.Option(None, "--from", help="Re-render this performance of the score (MIDI or .match)."),
     alignment: Optional[Path] = typer.Option(None, "--alignment", help="Its note alignment (note_alignment.tsv or align.csv) \\[default: parangonar]."),
     strength: float = typer.Option(0.5, "--strength", help="With --from: how deep the source is noised, 0..1 (small = close to it)."),
-    list_controls: bool = typer.Option(False, "--list-controls", help="List the controls and exit."),
-    info: bool = typer.Option(False, "--info", help="Describe the model and exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    list_controls: bool = typer.Option(False, "--list-controls", help="List the controls and exit.", metavar=""),
+    info: bool = typer.Option(False, "--info", help="Describe the model and exit.", metavar=""),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary.", metavar=""),
 ) -> None:
     """Render an expressive performance of a score.
 
@@ -43,8 +43,11 @@ def render(
         _describe(checkpoint, list_controls)
         return
     if score is None:
-        raise DexterError("give a score file: dexter render SCORE -o OUT.mid")
-    choices = {"sampler": sampler, "steps": steps, "guidance": guidance, "seed": seed, "num_samples": num_samples,
+        raise typer.BadParameter("give a score file: dexter render SCORE -o OUT.mid", param_hint="SCORE")
+    if out is not None and str(out) == "-":
+        raise typer.BadParameter("dexter writes files, not standard output: give a path such as out.mid",
+                                 param_hint="--out")
+    choices = {"sampler": sampler.value, "steps": steps, "guidance": guidance, "seed": seed, "num_samples": num_samples,
                "overlap": overlap, "strength": strength, "controls": list(control or [])}
     if score.is_dir():
         if save_codec or plot or from_:
@@ -79,49 +82,76 @@ def render(
 
 
 def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:
+    from ..engine import load_expression
+
+    _, config = load_expression(checkpoint)
+    console.print(_controls_table(config) if list_controls else _info_table(config, checkpoint))
+
+
+def _info_table(config: dict, checkpoint: Optional[Path]):
+    """The model, its training and how it samples, as a two-column table."""
+    from rich.table import Table
+
+    from ..data.codec import P_CODEC_NAMES
+    from ..sampling import SamplingOptions
+
+    tr, m, task = config.get("training", {}), config["model"], config["task"]
+    counts, secs = tr.get("counts", {}), tr.get("train_seconds")
+    opts = SamplingOptions.for_model(config)
+    table = Table(title=f"model {tr.get('name') or checkpoint or 'bundled'}", show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("network", f"{m['residual_channels']} channels x {m['residual_layers']} blocks, attention every "
+                  f"{m['attention_every'] or 'never'}; weights stored in {config.get('weights_dtype') or 'float32'}")
+    table.add_row("task", f"{task.get('target')}, {task.get('prediction')}-prediction, prior mean: {task.get('prior', 'none')}")
+    table.add_row("trained", f"{tr.get('step')} steps" + (f" in {secs / 3600:.1f} h" if secs else "")
+                  + (f" on {tr['hardware']}" if tr.get("hardware") else ""))
+    table.add_row("data", f"{counts.get('performances', '?')} performances, {counts.get('notes', '?')} notes, "
+                  f"{tr.get('pieces_train', '?')} train pieces")
+    if tr.get("head_refit"):  # scripts/research/refit_head.py
+        head = tr["head_refit"]
+        table.add_row("refit", f"output rows {', '.join(P_CODEC_NAMES[r] for r in head['rows'])} refitted by least "
+                      "squares on the frozen network")
+    table.add_row("sampling", f"{opts.steps} DPM-Solver++ steps, guidance w = {opts.guidance:g}")
+    curves = "the network's first-step reading of their mean" if opts.curves == "mean" else "the sampler's draw"
+    spread = (f"; range x{opts.spread[1]:g} (velocity), x{opts.spread[0]:g} (tempo), voicing x{opts.spread[2]:g}"
+              if opts.spread != (1.0, 1.0, 1.0) else "")
+    table.add_row("decoding", f"curve noise at temperature {opts.temperature:g}; curves from {curves}{spread}")
+    return table
+
+
+def _controls_table(config: dict):
+    """The controls this model responds to, with their units; the constant ones are named below."""
     from rich.table import Table
 
     from ..data.codec import C_DESCRIPTIONS
-    from ..engine import load_expression
-    from ..sampling import SamplingOptions
 
-    expr, config = load_expression(checkpoint)
-    tr = config.get("training", {})
-    if not list_controls:
-        counts = tr.get("counts", {})
-        secs = tr.get("train_seconds")
-        console.print(f"model {tr.get('name', checkpoint or 'bundled')}: {config['model']}; weights stored in "
-                      f"{config.get('weights_dtype') or 'float32'}", highlight=False)
-        console.print(f"target {config['task'].get('target')}; trained {tr.get('step')} steps"
-                      + (f" in {secs / 3600:.1f} h" if secs else "") + (f" on {tr['hardware']}" if tr.get("hardware") else "")
-                      + f"; data {tr.get('data')}: {counts.get('performances', '?')} performances, "
-                      f"{counts.get('notes', '?')} notes, {tr.get('pieces_train', '?')} train pieces", highlight=False)
-        head = tr.get("head_refit")
-        if head:  # scripts/research/refit_head.py
-            from ..data.codec import P_CODEC_NAMES
-
-            console.print(f"output rows {', '.join(P_CODEC_NAMES[r] for r in head['rows'])} refitted by least squares "
-                          f"on the frozen network of {head.get('from')} ({head.get('notes')} notes drawn)", highlight=False)
-        if tr.get("weights_from"):  # scripts/bundle_model.py --fact weights_from=...
-            console.print(f"weights: {tr['weights_from']}", highlight=False)
-        opts = SamplingOptions.for_model(config)
-        prior = config["task"].get("prior", "none")
-        console.print(f"sampling defaults: {opts.steps} DPM-Solver++ steps, guidance w = {opts.guidance:g}"
-                      + (f"; prior mean: {prior}" if prior != "none" else ""), highlight=False)
-        g_tempo, g_vel, g_voice = opts.spread
-        console.print(f"decoding from noise: curve noise at temperature {opts.temperature:g}; curves from "
-                      + ("the network's first-step reading of their mean" if opts.curves == "mean" else "the sampler's draw")
-                      + (f"; spread: tempo x{g_tempo:g}, velocity x{g_vel:g} about the piece's means, voicing x{g_voice:g}"
-                         if opts.spread != (1.0, 1.0, 1.0) else ""), highlight=False)
-        return
     stats = config["codec"]["stats"]
-    table = Table(title="controls (--control NAME=VALUE, VALUE in standard deviations of the training data)")
-    for col in ("name", "meaning", "train mean", "train std", "train range"):
-        table.add_column(col)
+    table = Table(title="controls: --control NAME=VALUE, VALUE in standard deviations of the training data "
+                  "(or in the plain units listed)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("meaning", min_width=28, ratio=1)
+    table.add_column("mean ± 1 std", justify="right", no_wrap=True)
+    table.add_column("plain units", no_wrap=True)
+    constant = []
     for j, name in enumerate(config["codec"]["c_codec_names"]):
-        table.add_row(name, C_DESCRIPTIONS.get(name, ""), f"{stats['c_mean'][j]:.3g}", f"{stats['c_std'][j]:.3g}",
-                      f"{stats['c_min'][j]:.3g} .. {stats['c_max'][j]:.3g}")
-    console.print(table)
+        if stats["c_max"][j] <= stats["c_min"][j]:
+            constant.append(name)
+            continue
+        table.add_row(name, C_DESCRIPTIONS.get(name, ""), f"{_num(stats['c_mean'][j])} ± {_num(stats['c_std'][j])}",
+                      PLAIN_UNITS.get(name, ""))
+    if constant:
+        table.caption = f"not listed: {', '.join(constant)} (constant in the training data: no effect, refused)"
+        table.caption_justify = "left"
+    return table
+
+
+PLAIN_UNITS = {"tempo_level": "90bpm", "loudness": "70vel, pp..ff"}  # examples of --control's plain units
+
+
+def _num(x: float) -> str:
+    """A statistic for people: 3 significant digits, and 0 for round-off (1e-15)."""
+    return "0" if abs(x) < 1e-9 else f"{x:.3g}"
 
 
 def register(app: typer.Typer) -> None:

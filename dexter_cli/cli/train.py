@@ -22,8 +22,8 @@ def train(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where config, metrics and checkpoints go."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this inference checkpoint's weights, normalisation and prior (e.g. dexter_cli/assets/default)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last state."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last state.", metavar=""),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display.", metavar=""),
 ) -> None:
     """Train DExter's denoiser. Also runs under [bold]accelerate launch --num_processes N -m dexter_cli train ...[/].
 
