@@ -7,6 +7,12 @@ PIP ?= $(PYTHON) -m pip
 install:
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e ".[dev]"
+	# audio: TinySoundFont without its real-time playback dependency (PyAudio, which needs PortAudio)
+	$(PIP) install --no-deps tinysoundfont==0.3.7
+	# a General MIDI SoundFont (FluidR3_GM, MIT licence) where apt-get can install one
+	@if [ ! -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q --no-install-recommends fluid-soundfont-gm >/dev/null 2>&1 \
+		|| echo "note: no SoundFont installed; audio needs --soundfont FILE or DEXTER_SOUNDFONT"; fi
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test:

@@ -146,17 +146,42 @@ def sample_score(score_path: Path, options: SamplingOptions | dict | None = None
     return Sampled(score, p, opts, window_edges(n, N, stride, window_offset), timings)
 
 
+@dataclass(frozen=True)
+class Extras:
+    """What a render writes beside its MIDI files.
+
+    Attributes
+    ----------
+    save_codec : Path, optional
+        The predicted p_codec per score note (``.npz`` or ``.csv``).
+    plot : Path, optional
+        PNG of the tempo and velocity curves.
+    audio : Path, optional
+        WAV of each performance (``<stem>_<i>.wav`` for several), played with a SoundFont.
+    soundfont : Path, optional
+        The SoundFont for audio (default: :func:`dexter_cli.audio.find_soundfont`).
+    """
+
+    save_codec: Path | None = None
+    plot: Path | None = None
+    audio: Path | None = None
+    soundfont: Path | None = None
+
+
+NOT_WRITTEN = (".mp3", ".flac", ".ogg", ".aac", ".m4a", ".aiff")  # audio formats dexter does not write
+
+
 def render_score(score_path: Path, out: Path, options: SamplingOptions | dict | None = None, *, checkpoint=None,
-                 unfold: bool = True, source: Source | None = None, save_codec: Path | None = None,
-                 plot: Path | None = None, progress: Progress | None = None) -> RenderResult:
-    """Render expressive performances of a score to MIDI.
+                 unfold: bool = True, source: Source | None = None, extras: Extras | None = None,
+                 progress: Progress | None = None) -> RenderResult:
+    """Render expressive performances of a score to MIDI (or, for ``out`` ending in ``.wav``, to audio).
 
     Parameters
     ----------
     score_path : Path
         Any score partitura reads (MusicXML/MXL, MEI, kern, a quantised MIDI).
     out : Path
-        MIDI path; with ``num_samples > 1``, ``<stem>_<i><suffix>``.
+        MIDI path, or a ``.wav`` path for audio only; with ``num_samples > 1``, ``<stem>_<i><suffix>``.
     options : SamplingOptions or dict, optional
         The options to sample with, or the caller's choices (e.g. ``{"seed": 3, "steps": 8}``) to
         apply to the model's recorded decoding (:meth:`SamplingOptions.for_model`). The same seed
@@ -171,10 +196,8 @@ def render_score(score_path: Path, out: Path, options: SamplingOptions | dict | 
         ``options.strength``, then denoised toward the controls) or, with a transfer-trained
         checkpoint, the paper's transfer from it. Its alignment is computed with parangonar when
         not given.
-    save_codec : Path, optional
-        Write the predicted p_codec per score note (``.npz`` or ``.csv``).
-    plot : Path, optional
-        PNG of the tempo and velocity curves.
+    extras : Extras, optional
+        The codec, a plot of the curves, audio.
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -182,35 +205,65 @@ def render_score(score_path: Path, out: Path, options: SamplingOptions | dict | 
     -------
     RenderResult
     """
-    from .data.decode import decode_performance, save_midi
-    from .fileio import check_outputs
+    from .data.decode import decode_performance, performance_midi
+    from .fileio import check_outputs, write_bytes
 
-    if save_codec is not None and Path(save_codec).suffix not in (".npz", ".csv"):
-        raise DexterError(f"--save-codec must end in .npz or .csv, got {Path(save_codec).name}")
+    extras = extras or Extras()
+    if extras.save_codec is not None and Path(extras.save_codec).suffix not in (".npz", ".csv"):
+        raise DexterError(f"--save-codec must end in .npz or .csv, got {Path(extras.save_codec).name}")
+    if Path(out).suffix.lower() in NOT_WRITTEN:
+        raise DexterError(f"dexter writes MIDI (.mid) and WAV (.wav), not {Path(out).suffix}: convert the WAV")
     t_all = time.perf_counter()
     loaded = load_model(checkpoint)
     opts = resolve(loaded[1], options)
-    outputs = output_paths(Path(out), opts.num_samples)
-    inputs = [score_path, *(source or ())]
-    check_outputs(inputs, [*outputs, plot, save_codec])
+    wav_only = Path(out).suffix.lower() == ".wav"
+    midis = [] if wav_only else output_paths(Path(out), opts.num_samples)
+    wavs = output_paths(Path(out if wav_only else extras.audio), opts.num_samples) if wav_only or extras.audio else []
+    check_outputs([score_path, *(source or ())], [*midis, *wavs, extras.plot, extras.save_codec])
+    soundfont = _soundfont(extras) if wavs else None  # missing, it fails before the work
     sampled = sample_score(score_path, opts, checkpoint=loaded, unfold=unfold, source=source, progress=progress)
     score, p, timings = sampled.score, sampled.p_codec, sampled.timings
     t0 = time.perf_counter()
-    parts = [decode_performance(score, p[k]) for k in range(len(outputs))]
+    parts = [decode_performance(score, p[k]) for k in range(opts.num_samples)]
     durations = [check_performance(score, p[k], ppart) for k, ppart in enumerate(parts)]  # all, before any file
-    for ppart, path in zip(parts, outputs):
-        save_midi(ppart, path)
-    if save_codec is not None:
-        write_codec(Path(save_codec), score.note_ids, p)
-    if plot is not None:
+    data = [performance_midi(ppart) for ppart in parts]
+    for midi, path in zip(data, midis):
+        write_bytes(path, midi)
+    if wavs:
+        from .audio import render_audio
+
+        for midi, path in zip(data, wavs):
+            render_audio(midi, path, soundfont)
+    _write_extras(extras, score, p, Path(score_path))
+    timings["write"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    return RenderResult([*midis, *wavs], p.shape[1], durations, p, score.note_ids, sampled.options, timings)
+
+
+def _soundfont(extras: Extras) -> Path:
+    from .audio import find_soundfont
+
+    return find_soundfont(extras.soundfont)
+
+
+def _write_extras(extras: Extras, score, p: np.ndarray, score_path: Path) -> None:
+    """The codec and the plot of a render, when asked for."""
+    if extras.save_codec is not None:
+        write_codec(Path(extras.save_codec), score.note_ids, p)
+    if extras.plot is not None:
         from .data.scores import score_markings
         from .plots import plot_curves
 
-        plot_curves(Path(plot), score.note_array["onset_beat"], p, markings=score_markings(score),
-                    title=Path(score_path).name)
-    timings["write"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_all
-    return RenderResult(outputs, p.shape[1], durations, p, score.note_ids, sampled.options, timings)
+        plot_curves(Path(extras.plot), score.note_array["onset_beat"], p, markings=score_markings(score),
+                    title=piece_title(score_path))
+
+
+def piece_title(score_path: Path) -> str:
+    """A plot's title: the score's file name, or its folder's when the file has a generic name
+    (ASAP's ``xml_score.musicxml``)."""
+    path = Path(score_path)
+    generic = path.stem.lower() in ("xml_score", "score", "midi_score", "mei_score")
+    return "/".join(path.parts[-3:-1]) if generic and len(path.parts) >= 3 else path.name
 
 
 def output_paths(out: Path, num_samples: int) -> list[Path]:

@@ -13,7 +13,7 @@ import pytest
 
 from dexter_cli.diffusion.windows import WindowedDenoiser, window_edges, window_starts
 from dexter_cli.errors import DexterError
-from dexter_cli.render import Source, render_score
+from dexter_cli.render import Extras, Source, render_score
 
 from .synth import make_score
 
@@ -137,13 +137,14 @@ def test_recorded_steps_apply_to_dpmpp_unless_overridden(checkpoint, score, tmp_
 
 def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
     res = render_score(score, tmp_path / "o.mid", {"steps": 4, "num_samples": 3, "controls": ["loudness=1"]},
-                       checkpoint=checkpoint, save_codec=tmp_path / "c.npz", plot=tmp_path / "p.png")
+                       checkpoint=checkpoint, extras=Extras(save_codec=tmp_path / "c.npz", plot=tmp_path / "p.png"))
     assert [p.name for p in res.outputs] == ["o_1.mid", "o_2.mid", "o_3.mid"]
     assert all(p.is_file() for p in res.outputs)
     z = np.load(tmp_path / "c.npz")
     assert z["p_codec"].shape == (3, 70, 5) and len(z["note_ids"]) == 70
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    render_score(score, tmp_path / "o.mid", {"steps": 2}, checkpoint=checkpoint, save_codec=tmp_path / "c.csv")
+    render_score(score, tmp_path / "o.mid", {"steps": 2}, checkpoint=checkpoint,
+                 extras=Extras(save_codec=tmp_path / "c.csv"))
     assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("sample,note_id,beat_period")
 
 

@@ -24,6 +24,8 @@ def render(
     as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded).", metavar=""),
     save_codec: Optional[Path] = typer.Option(None, "--save-codec", help="Also write the predicted p_codec (.npz or .csv)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG of the tempo and velocity curves."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Also write a WAV of the performance (-o out.wav writes the WAV alone)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont for audio \\[default: $DEXTER_SOUNDFONT, else the system's, e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2]."),
     from_: Optional[Path] = typer.Option(None, "--from", help="Re-render this performance of the score (MIDI or .match)."),
     alignment: Optional[Path] = typer.Option(None, "--alignment", help="Its note alignment (note_alignment.tsv or align.csv) \\[default: parangonar]."),
     strength: float = typer.Option(0.5, "--strength", help="With --from: how deep the source is noised, 0..1 (small = close to it)."),
@@ -50,8 +52,8 @@ def render(
     choices = {"sampler": sampler.value, "steps": steps, "guidance": guidance, "seed": seed, "num_samples": num_samples,
                "overlap": overlap, "strength": strength, "controls": list(control or [])}
     if score.is_dir():
-        if save_codec or plot or from_:
-            raise DexterError("--save-codec, --plot and --from take one score, not a folder")
+        if save_codec or plot or from_ or audio:
+            raise DexterError("--save-codec, --plot, --audio and --from take one score, not a folder")
         from ..batch import render_batch
 
         with stage_progress(quiet) as progress:
@@ -66,14 +68,14 @@ def render(
             raise DexterError(f"{len(res.skipped)} of {len(res.rendered) + len(res.skipped)} scores could not be "
                               f"rendered (listed above){written}")
         return
-    from ..render import Source, render_score
+    from ..render import Extras, Source, render_score
 
     out = out or score.with_suffix(".performance.mid")
     source = Source(from_, alignment) if from_ is not None else None
     t0 = time.perf_counter()
     with stage_progress(quiet) as progress:
         res = render_score(score, out, choices, checkpoint=checkpoint, unfold=not as_written, source=source,
-                           save_codec=save_codec, plot=plot, progress=progress)
+                           extras=Extras(save_codec, plot, audio, soundfont), progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
