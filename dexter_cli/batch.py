@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DexterError
@@ -19,6 +19,7 @@ class BatchResult:
     skipped: list[tuple[Path, str]]
     n_notes: int
     seconds: float
+    renamed: list[tuple[Path, Path]] = field(default_factory=list)  # scores sharing a stem: (score, its output)
 
 
 def find_scores(folder: Path, exclude: Path | None = None) -> list[Path]:
@@ -71,10 +72,9 @@ def render_batch(folder: Path, out_dir: Path | None = None, options: SamplingOpt
     loaded = load_model(checkpoint)
     opts = resolve(loaded[1], options)  # a bad option fails once, before any work
     rendered, skipped, n_notes = [], [], 0
+    outputs, renamed = output_names(scores, folder, out_dir)
     for k, score in enumerate(scores):
-        rel = score.relative_to(folder)
-        out = (Path(out_dir) / rel.parent / f"{rel.stem}.mid" if out_dir is not None
-               else score.with_name(f"{score.stem}.performance.mid"))
+        out = outputs[score]
         try:
             if out.resolve() in inputs:
                 raise DexterError(f"its output {out} would overwrite a score of the batch")
@@ -89,4 +89,23 @@ def render_batch(folder: Path, out_dir: Path | None = None, options: SamplingOpt
         gc.collect()  # partitura's object graphs are cyclic: free each score before the next
         if progress:
             progress("scores", k + 1, len(scores))
-    return BatchResult(rendered, skipped, n_notes, time.perf_counter() - t0)
+    return BatchResult(rendered, skipped, n_notes, time.perf_counter() - t0, [(sc, outputs[sc]) for sc in renamed])
+
+
+def output_names(scores: list[Path], folder: Path, out_dir: Path | None) -> tuple[dict[Path, Path], list[Path]]:
+    """Each score's MIDI: ``<out_dir>/<relative folder>/<stem>.mid``, or ``<stem>.performance.mid``
+    beside it; scores that share a stem in one folder (``x.mxl`` and ``x.musicxml``) keep their
+    suffix in the name (``x.mxl.mid``) so that no output replaces another. Returns the outputs and
+    the scores so renamed."""
+    def base(score: Path) -> Path:
+        rel = score.relative_to(folder)
+        return Path(out_dir) / rel.parent / rel.stem if out_dir is not None else score.with_name(score.stem)
+
+    clash: dict[Path, int] = {}
+    for score in scores:
+        clash[base(score)] = clash.get(base(score), 0) + 1
+    ending = ".mid" if out_dir is not None else ".performance.mid"
+    renamed = [score for score in scores if clash[base(score)] > 1]
+    names = {score: base(score).with_name(base(score).name + (score.suffix if score in renamed else "") + ending)
+             for score in scores}
+    return names, renamed

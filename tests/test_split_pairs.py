@@ -66,3 +66,22 @@ def test_make_pairs_k_subset_is_distinct_and_valid():
 def test_make_pairs_empty():
     pairs, unpaired = make_pairs(np.array([0, 1]), np.array([True, True]), None, 0)
     assert pairs.shape == (0, 2) and unpaired.tolist() == [0, 1]
+
+
+def test_a_few_pieces_are_dealt_into_every_wanted_split():
+    from dexter_cli.data.split import assign_splits, piece_hash
+
+    four = ["Mozart_K331_1st-mov", "Chopin_op10_no3", "Chopin_op38", "Schubert_D783_no15"]
+    hashed = {p: assign_split(p) for p in four}
+    split, dealt = assign_splits(four)
+    if set(hashed.values()) >= {"train", "valid", "test"}:
+        assert not dealt and split == hashed
+    else:  # the hash alone leaves a split empty: quota in hash order, one valid and one test piece
+        order = sorted(four, key=piece_hash)
+        assert dealt and [split[p] for p in order] == ["train", "train", "valid", "test"]
+    split, dealt = assign_splits(four, (0.5, 0.0, 0.5))
+    assert sorted(split.values()) == ["test", "test", "train", "train"]
+    # enough pieces: the hash split as it is, so adding data never moves a piece
+    many = [f"composer/piece_{i}" for i in range(300)]
+    split, dealt = assign_splits(many)
+    assert not dealt and split == {p: assign_split(p) for p in many}

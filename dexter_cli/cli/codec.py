@@ -31,7 +31,7 @@ def codec(
     shard: Optional[str] = typer.Option(None, "--shard", help="Encode shard i/n only (0-based); then run --merge once all are done."),
     merge: bool = typer.Option(False, "--merge", help="Assemble the store from the shards' results; encode nothing.", metavar=""),
     window_beats: float = typer.Option(4.0, "--window-beats", help="Half-width (beats) of the c_codec window."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.", metavar=""),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and a one-line summary.", metavar=""),
 ) -> None:
     """Encode every score-aligned performance into p_codec / s_codec / c_codec segments.
 
@@ -57,6 +57,13 @@ def codec(
 
 def _report(run, quiet: bool) -> None:
     from rich.table import Table
+
+    if quiet:  # -q: the store's one-line summary only
+        if run.assembled is not None:
+            a = run.assembled
+            console.print(f"{run.store}: {a.performances} performances, {a.segments} segments "
+                          f"({', '.join(f'{k} {v}' for k, v in a.per_split.items())})", highlight=False)
+        return
 
     for d in run.discoveries:
         line = f"[bold]{d.dataset}[/]: {len(d.sources)} performances found"

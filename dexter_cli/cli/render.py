@@ -60,6 +60,9 @@ def render(
             res = render_batch(score, out, choices, checkpoint=checkpoint, unfold=not as_written, progress=progress)
         for path, why in res.skipped:
             console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
+        for path, written in res.renamed:
+            console_err.print(f"[yellow]note:[/] {path} shares its name with another score: written as {written.name}",
+                              highlight=False, soft_wrap=True)
         if not quiet:
             console.print(f"rendered {len(res.rendered)} of {len(res.rendered) + len(res.skipped)} scores "
                           f"({res.n_notes} notes) in {res.seconds:.1f} s", highlight=False)

@@ -43,7 +43,9 @@ def train(
         except TrainingInterrupted as exc:
             console_err.print(f"[yellow]{exc}[/]", highlight=False)
             sys.exit(128 + exc.signum)
-    console_err.print(f"done: {result.step} steps in {result.seconds:.0f} s; best valid loss {result.best_valid:.4f}; "
+    best = (f"best valid loss {result.best_valid:.4f}" if result.best_valid < float("inf")
+            else "no valid split, so checkpoints/best is the last step")
+    console_err.print(f"done: {result.step} steps in {result.seconds:.0f} s; {best}; "
                       f"non-finite steps skipped {result.nonfinite_steps}; checkpoints in {result.run_dir}/checkpoints",
                       highlight=False)
 
@@ -71,7 +73,8 @@ class _train_progress:
                 info = f"loss {rec['loss']:.4f}  {rec['it_s']:.2f} it/s"
             else:
                 info = "  ".join(f"{k} {v:.3f}" for k, v in rec.items() if k != "step" and isinstance(v, float))
-                console_err.print(f"step {step}: {info}", highlight=False)
+                if info:  # an evaluation without a valid split has nothing to say
+                    console_err.print(f"step {step}: {info}", highlight=False)
                 info = self.bar.tasks[0].fields.get("info", "")
             self.bar.update(self.task, completed=step, info=info)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import io
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def auto_align(score_part: object, perf: object) -> list[dict]:
     # caller's state restored) so that the same score and performance always align the same way
     state = np.random.get_state()
     np.random.seed(0)
+    chatter = logging.getLogger("parangonar")  # its matcher logs a warning per large chord combination
+    level = chatter.level
+    chatter.setLevel(logging.ERROR)
     with quiet(), contextlib.redirect_stdout(io.StringIO()):
         try:
             return list(pa.AutomaticNoteMatcher()(score_part.note_array(), perf.note_array(), verbose_time=False))
@@ -65,6 +69,7 @@ def auto_align(score_part: object, perf: object) -> list[dict]:
             raise DexterError(f"automatic alignment failed: {type(exc).__name__}: {exc}") from exc
         finally:
             np.random.set_state(state)
+            chatter.setLevel(level)
 
 
 def check_coverage(alignment: list[dict], score: object, perf: object, name: str) -> float:

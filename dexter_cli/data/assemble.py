@@ -13,6 +13,7 @@ import io
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -20,12 +21,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DexterError
+from ..errors import DexterError, DexterWarning
 from ..fileio import save_npy, write_json, write_text
 from .codec import C_CODEC_NAMES, P_CODEC_NAMES, Row
 from .layouts import PerformanceSource
 from .parts import Parts
-from .split import SPLITS, assign_split
+from .split import SPLITS, assign_splits
 from .store import CODEC_VERSION, INDEX_COLUMNS, MIN_PLAYED_FRACTION, AssembleReport, _masked_stats
 from .vocab import S_CODEC_NAMES
 
@@ -121,7 +122,11 @@ def assemble_store(
     parts = Parts(store)
     perfs, skipped, missing = _present(parts, sources)
     loaded, scores, s_rows = _load(parts, perfs, progress)
-    split_of = {piece: assign_split(piece, fractions) for piece in {s.piece for s in perfs}}
+    split_of, dealt = assign_splits({s.piece for s in perfs}, fractions)
+    if dealt:
+        warnings.warn(f"{len(split_of)} pieces are too few for the hash split to fill every split of "
+                      f"{'/'.join(f'{f:.0%}' for f in fractions)}: they were dealt out by quota "
+                      f"({', '.join(f'{sp} {sum(v == sp for v in split_of.values())}' for sp in SPLITS)})", DexterWarning)
     segs = _Segments(N, scores)
     for i, item in enumerate(loaded):
         s = item.source
@@ -138,6 +143,11 @@ def assemble_store(
     _write(store, arrays, segs.rows, scores, skipped)
     S = len(segs.rows)
     per_dataset, per_split = _counts(loaded, skipped, segs.rows, arrays)
+    empty = [sp for sp, f in zip(SPLITS, fractions) if f > 0 and per_split[sp] == 0]
+    if empty:
+        warnings.warn(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty: dexter train "
+                      "cannot keep a best checkpoint by validation and dexter test / evaluate have nothing to score; "
+                      "add pieces or give --split (e.g. 60/20/20)", DexterWarning)
     meta = {
         "codec_version": CODEC_VERSION,
         "max_note_seq": N,

@@ -110,7 +110,8 @@ def run_codec(out: Path, options: CodecOptions | None = None, *, arguments: dict
     o = options or CodecOptions()
     resolved = resolve_roots(o.datasets_root, o.datasets, o.roots or {})
     if o.datasets_root is not None and not Path(o.datasets_root).is_dir() and not any((o.roots or {}).values()):
-        raise DexterError(f"datasets root {o.datasets_root} is not a folder")
+        raise DexterError(f"datasets root {o.datasets_root} is not a folder: give --datasets-root DIR or set "
+                          "DEXTER_DATASETS to the folder that holds asap/, vienna4x22/ or ATEPP")
     discoveries = discover(resolved)
     if o.pieces:
         for d in discoveries:

@@ -51,3 +51,24 @@ def assign_split(piece: str, fractions: tuple[float, float, float] = (0.85, 0.05
     if h < fractions[0] + fractions[1]:
         return "valid"
     return "test"
+
+
+def assign_splits(pieces: list[str] | set[str], fractions: tuple[float, float, float] = (0.85, 0.05, 0.10)
+                  ) -> tuple[dict[str, str], bool]:
+    """The split of every piece, and whether the small-data rule gave it.
+
+    Each piece goes where its hash puts it (:func:`assign_split`). On a few pieces that can leave a
+    split with a non-zero fraction empty (four pieces, ``85/5/10``: often all four in train). Then,
+    and only then, the pieces are dealt out in hash order by quota: ``round(fraction x pieces)``
+    each, at least one for every split with a non-zero fraction, the rest in train.
+    """
+    pieces = sorted(set(pieces))
+    by_hash = {p: assign_split(p, fractions) for p in pieces}
+    wanted = [i for i, f in enumerate(fractions) if f > 0]
+    if len(pieces) <= len(wanted) or all(SPLITS[i] in by_hash.values() for i in wanted):
+        return by_hash, False
+    counts = [max(1, round(f * len(pieces))) if f > 0 else 0 for f in fractions]
+    counts[0] = len(pieces) - counts[1] - counts[2]
+    order = sorted(pieces, key=piece_hash)
+    labels = [SPLITS[i] for i, c in enumerate(counts) for _ in range(c)]
+    return dict(zip(order, labels)), True
