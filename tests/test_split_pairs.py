@@ -81,6 +81,9 @@ def test_a_few_pieces_are_dealt_into_every_wanted_split():
         assert dealt and [split[p] for p in order] == ["train", "train", "valid", "test"]
     split, dealt = assign_splits(four, (0.5, 0.0, 0.5))
     assert sorted(split.values()) == ["test", "test", "train", "train"]
+    two = ["Mozart_K331_1st-mov", "Chopin_op38"]  # Vienna 4x22: two pieces, one to train and one to test
+    assert sorted(assign_splits(two, (0.5, 0.0, 0.5))[0].values()) == ["test", "train"]
+    assert sorted(assign_splits(two)[0].values()) == ["test", "train"]  # 85/5/10: valid gives way
     # enough pieces: the hash split as it is, so adding data never moves a piece
     many = [f"composer/piece_{i}" for i in range(300)]
     split, dealt = assign_splits(many)

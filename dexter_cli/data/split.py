@@ -60,14 +60,18 @@ def assign_splits(pieces: list[str] | set[str], fractions: tuple[float, float, f
     Each piece goes where its hash puts it (:func:`assign_split`). On a few pieces that can leave a
     split with a non-zero fraction empty (four pieces, ``85/5/10``: often all four in train). Then,
     and only then, the pieces are dealt out in hash order by quota: ``round(fraction x pieces)``
-    each, at least one for every split with a non-zero fraction, the rest in train.
+    each, at least one for every split with a non-zero fraction while there are pieces enough
+    (train keeps one; valid gives way before test), the rest in train.
     """
     pieces = sorted(set(pieces))
     by_hash = {p: assign_split(p, fractions) for p in pieces}
     wanted = [i for i, f in enumerate(fractions) if f > 0]
-    if len(pieces) <= len(wanted) or all(SPLITS[i] in by_hash.values() for i in wanted):
+    if len(pieces) < 2 or all(SPLITS[i] in by_hash.values() for i in wanted):
         return by_hash, False
     counts = [max(1, round(f * len(pieces))) if f > 0 else 0 for f in fractions]
+    for i in (1, 2):  # too few pieces for all: valid gives way first, then test; train keeps one
+        while counts[i] and counts[1] + counts[2] > len(pieces) - 1:
+            counts[i] -= 1
     counts[0] = len(pieces) - counts[1] - counts[2]
     order = sorted(pieces, key=piece_hash)
     labels = [SPLITS[i] for i, c in enumerate(counts) for _ in range(c)]
