@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DexterError
-from .render import Progress, load_model, render_score
+from .render import Extras, Progress, load_model, render_score
 from .sampling import SamplingOptions, resolve
 
 
@@ -40,7 +40,8 @@ def find_scores(folder: Path, exclude: Path | None = None) -> list[Path]:
 
 
 def render_batch(folder: Path, out_dir: Path | None = None, options: SamplingOptions | dict | None = None, *,
-                 checkpoint: Path | None = None, unfold: bool = True, progress: Progress | None = None) -> BatchResult:
+                 checkpoint: Path | None = None, unfold: bool = True, tempo_map: bool = False,
+                 progress: Progress | None = None) -> BatchResult:
     """Render every score under a folder with one model load; a score that fails is skipped.
 
     Parameters
@@ -56,6 +57,8 @@ def render_batch(folder: Path, out_dir: Path | None = None, options: SamplingOpt
         Default: the bundled model.
     unfold : bool
         Play repeats (maximal unfolding) or the scores as written.
+    tempo_map : bool
+        Write each MIDI on its score's bars and beats (:class:`~dexter_cli.render.Extras`).
     progress : callable, optional
         ``progress("scores", done, total)``.
 
@@ -78,7 +81,7 @@ def render_batch(folder: Path, out_dir: Path | None = None, options: SamplingOpt
         try:
             if out.resolve() in inputs:
                 raise DexterError(f"its output {out} would overwrite a score of the batch")
-            res = render_score(score, out, opts, checkpoint=loaded, unfold=unfold)
+            res = render_score(score, out, opts, checkpoint=loaded, unfold=unfold, extras=Extras(tempo_map=tempo_map))
             rendered.append((score, res.outputs))
             n_notes += res.n_notes
             res = None

@@ -160,12 +160,16 @@ class Extras:
         WAV of each performance (``<stem>_<i>.wav`` for several), played with a SoundFont.
     soundfont : Path, optional
         The SoundFont for audio (default: :func:`dexter_cli.audio.find_soundfont`).
+    tempo_map : bool
+        Write the MIDI on the score's bars and beats with a tempo map (:mod:`dexter_cli.data.tempo_map`)
+        instead of in seconds on a 120 BPM grid; it plays the same.
     """
 
     save_codec: Path | None = None
     plot: Path | None = None
     audio: Path | None = None
     soundfont: Path | None = None
+    tempo_map: bool = False
 
 
 NOT_WRITTEN = (".mp3", ".flac", ".ogg", ".aac", ".m4a", ".aiff")  # audio formats dexter does not write
@@ -226,7 +230,12 @@ def render_score(score_path: Path, out: Path, options: SamplingOptions | dict | 
     t0 = time.perf_counter()
     parts = [decode_performance(score, p[k]) for k in range(opts.num_samples)]
     durations = [check_performance(score, p[k], ppart) for k, ppart in enumerate(parts)]  # all, before any file
-    data = [performance_midi(ppart) for ppart in parts]
+    if extras.tempo_map:
+        from .data.tempo_map import tempo_mapped_midi
+
+        data = [tempo_mapped_midi(score, ppart) for ppart in parts]
+    else:
+        data = [performance_midi(ppart) for ppart in parts]
     for midi, path in zip(data, midis):
         write_bytes(path, midi)
     if wavs:
@@ -310,7 +319,7 @@ def write_codec(path: Path, note_ids: np.ndarray, p: np.ndarray) -> None:
             rows += [f"{k},{nid}," + ",".join(f"{v:.6g}" for v in row) for nid, row in zip(note_ids, p[k])]
         write_text(path, "\n".join(rows) + "\n")
     elif path.suffix == ".npz":
-        save_npz(path, note_ids=np.asarray(note_ids, dtype=str), p_codec=p.astype(np.float32),
+        save_npz(path, note_ids=np.array([str(i) for i in note_ids]), p_codec=p.astype(np.float32),  # ids as wide as the longest
                  names=np.array(P_CODEC_NAMES))
     else:
         raise DexterError(f"--save-codec must end in .npz or .csv, got {path.name}")

@@ -142,6 +142,7 @@ def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
     assert all(p.is_file() for p in res.outputs)
     z = np.load(tmp_path / "c.npz")
     assert z["p_codec"].shape == (3, 70, 5) and len(z["note_ids"]) == 70
+    assert z["note_ids"].dtype.itemsize == 4 * max(len(i) for i in z["note_ids"])  # ids stored no wider than they are
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     render_score(score, tmp_path / "o.mid", {"steps": 2}, checkpoint=checkpoint,
                  extras=Extras(save_codec=tmp_path / "c.csv"))

@@ -24,6 +24,7 @@ def render(
     as_written: bool = typer.Option(False, "--as-written", help="Play the score as written (no repeats unfolded).", metavar=""),
     save_codec: Optional[Path] = typer.Option(None, "--save-codec", help="Also write the predicted p_codec (.npz or .csv)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write a PNG of the tempo and velocity curves."),
+    tempo_map: bool = typer.Option(False, "--tempo-map", help="Write the MIDI on the score's bars and beats with a tempo map (for a DAW or notation program); it plays the same.", metavar=""),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Also write a WAV of the performance (-o out.wav writes the WAV alone)."),
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont for audio \\[default: $DEXTER_SOUNDFONT, else the system's, e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2]."),
     from_: Optional[Path] = typer.Option(None, "--from", help="Re-render this performance of the score (MIDI or .match)."),
@@ -57,7 +58,8 @@ def render(
         from ..batch import render_batch
 
         with stage_progress(quiet) as progress:
-            res = render_batch(score, out, choices, checkpoint=checkpoint, unfold=not as_written, progress=progress)
+            res = render_batch(score, out, choices, checkpoint=checkpoint, unfold=not as_written, tempo_map=tempo_map,
+                               progress=progress)
         for path, why in res.skipped:
             console_err.print(f"[yellow]skipped[/] {path}: {why}", highlight=False, soft_wrap=True)
         for path, written in res.renamed:
@@ -78,7 +80,7 @@ def render(
     t0 = time.perf_counter()
     with stage_progress(quiet) as progress:
         res = render_score(score, out, choices, checkpoint=checkpoint, unfold=not as_written, source=source,
-                           extras=Extras(save_codec, plot, audio, soundfont), progress=progress)
+                           extras=Extras(save_codec, plot, audio, soundfont, tempo_map), progress=progress)
     if not quiet:
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
