@@ -106,3 +106,38 @@ def test_list_controls_hides_the_constant_ones_and_keeps_names_whole_in_a_pipe()
     assert "e-1" not in r.output  # no round-off printed as -7.08e-15
     info = CliRunner().invoke(app, ["render", "--info"], terminal_width=100)
     assert info.exit_code == 0 and "{" not in info.output and "sampling" in info.output and "decoding" in info.output
+
+
+def test_codec_quiet_is_one_line_and_a_bad_root_names_the_variable(cli, tmp_path):
+    from .synth import make_asap_tree
+
+    root = make_asap_tree(tmp_path / "data" / "asap", {"A/B/1": 2, "A/B/2": 2, "C/D/1": 2}, n_notes=30)
+    code, out, err = cli(["codec", "--datasets-root", str(root.parent), "--datasets", "asap", "-o",
+                          str(tmp_path / "store"), "--max-note-seq", "16", "-q"])
+    assert code == 0 and len(out.strip().splitlines()) == 1 and "segments" in out, out
+    code, _, err = cli(["codec", "--datasets-root", str(tmp_path / "nowhere"), "-o", str(tmp_path / "s2"), "-q"])
+    assert code == 1 and "DEXTER_DATASETS" in err and "--datasets-root" in err
+
+
+def test_training_without_a_valid_split_says_so_and_prints_no_empty_lines(cli, tmp_path):
+    from dexter_cli.data import CodecOptions, run_codec
+
+    from .conftest import TINY
+    from .synth import make_asap_tree
+
+    root = make_asap_tree(tmp_path / "asap", {"A/B/1": 2, "A/B/2": 2}, n_notes=30)
+    run_codec(tmp_path / "store", CodecOptions(roots={"asap": root}, max_note_seq=16, fractions=(1.0, 0.0, 0.0)))
+    code, _, err = cli(["train", "--data", str(tmp_path / "store"), "--run-dir", str(tmp_path / "run"),
+                        "--max-steps", "4", "--batch-size", "4", *TINY, "eval.every=2"])
+    assert code == 0, err
+    assert "no valid split" in err and "inf" not in err
+    assert not [ln for ln in err.splitlines() if ln.strip().startswith("step") and ln.strip().endswith(":")]
+
+
+def test_a_plot_is_titled_by_the_piece():
+    from pathlib import Path
+
+    from dexter_cli.render import piece_title
+
+    assert piece_title(Path("asap/Chopin/Ballades/2/xml_score.musicxml")) == "Ballades/2"
+    assert piece_title(Path("scores/Mozart_K331.musicxml")) == "Mozart_K331.musicxml"

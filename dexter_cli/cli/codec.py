@@ -62,7 +62,7 @@ def _report(run, quiet: bool) -> None:
         if run.assembled is not None:
             a = run.assembled
             console.print(f"{run.store}: {a.performances} performances, {a.segments} segments "
-                          f"({', '.join(f'{k} {v}' for k, v in a.per_split.items())})", highlight=False)
+                          f"({', '.join(f'{k} {v}' for k, v in a.per_split.items())})", highlight=False, soft_wrap=True)
         return
 
     for d in run.discoveries:
