@@ -26,6 +26,11 @@ def test_dropped_conditions_use_the_learned_nulls():
     c3 = c.clone()
     c3[..., 0] += 5.0
     assert not torch.allclose(a, m(x, t, s, c3, mask, ds, dc))  # control 0 is given: it matters
-    # the nulls are parameters that training updates
-    names = dict(m.named_parameters())
-    assert "null_s" in names and "null_c" in names
+    # the nulls are parameters that training updates: one step on a loss through dropped conditions moves them
+    before = {k: v.detach().clone() for k, v in m.named_parameters() if k in ("null_s", "null_c")}
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(x, t, s, c, mask, ds, dc).square().mean().backward()
+    opt.step()
+    assert not torch.equal(m.null_s, before["null_s"])
+    assert not torch.equal(m.null_c[1], before["null_c"][1])  # control 1 was dropped: its null was used
+    assert torch.equal(m.null_c[0], before["null_c"][0])  # control 0 was given: its null took no part

@@ -17,7 +17,7 @@ from dexter_cli.errors import DexterError
 
 from .synth import make_asap_tree
 
-# piece names chosen so that the split puts them in train (checked below)
+# three pieces: the default split deals them out one per split (checked below)
 PIECES = {"Comp/Sonatas/1": 3, "Comp/Sonatas/2": 2, "Other/Etudes/3": 1}
 N = 16
 
@@ -201,6 +201,16 @@ def test_no_dataset_found_is_an_error(tmp_path):
         run_codec(tmp_path / "s", CodecOptions(datasets_root=tmp_path))
 
 
-def test_synthetic_pieces_land_in_train_by_default():
-    # guards the fixtures above, which rely on these pieces' default split only in one test
-    assert {assign_split(p) for p in PIECES} <= {"train", "valid", "test"}
+def test_the_default_split_of_these_pieces_and_of_their_mixup(asap_tree, tmp_path):
+    """The three pieces are too few for the hash split to fill every split of 85/5/10 (it puts two in
+    train and one in test), so they are dealt out one to each; mixup segments are train only."""
+    from dexter_cli.data.split import assign_splits
+
+    assert {p: assign_split(p) for p in PIECES} == {"Comp/Sonatas/1": "train", "Comp/Sonatas/2": "test",
+                                                    "Other/Etudes/3": "train"}
+    assert assign_splits(PIECES) == ({"Other/Etudes/3": "train", "Comp/Sonatas/1": "valid", "Comp/Sonatas/2": "test"},
+                                     True)
+    st = CodecStore(codec(asap_tree, tmp_path / "s", mixup=True).store)
+    assert st.meta["pieces"] == {"train": ["Other/Etudes/3"], "valid": ["Comp/Sonatas/1"], "test": ["Comp/Sonatas/2"]}
+    synth = np.asarray(st.seg_synthetic) == 1
+    assert not synth.any() or (np.asarray(st.seg_split)[synth] == 0).all()
