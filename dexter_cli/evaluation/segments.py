@@ -84,7 +84,9 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
     """Sample the test split of a store and write MIDI, plots and ``metrics.json`` under ``out``.
 
     ``options``: the sampling (a dict: the caller's choices over the model's recorded decoding); in a
-    transfer test, ``options.strength`` is how deep the source is noised (DExter's sample_steps_frac).
+    transfer test, ``options.strength`` is how deep the source is noised (DExter's sample_steps_frac):
+    a transfer-trained model runs the paper's transfer (DDIM from the source), any other model a
+    variation of the source toward the target's controls (the seed's test path).
     """
     from ..data.dataset import PairSet, SegmentSet
     from ..data.store import CodecStore
@@ -105,8 +107,6 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
             raise DexterError(f"the checkpoint and the store differ in {key}")
     if transfer:
         data = PairSet(store, "test")
-        if expr.target != "transfer":
-            raise DexterError("--transfer needs a checkpoint trained with --target transfer")
     else:
         data = SegmentSet(store, "test", synthetic=False)
     n = min(len(data), limit) if limit else len(data)
@@ -124,7 +124,10 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
         drop = torch.ones(len(items), batch["c_codec"].shape[-1], dtype=torch.bool) if plan.free_controls else None
         frames = []
         cb = (lambda i, m, x0: frames.append(x0[0].clone())) if plan.animate and b0 == 0 else None
-        pred = expr.sample(batch, opts, generator=gen, drop_c=drop, callback=cb).numpy()
+        # a transfer-trained model runs the paper's transfer; any other model transfers as the seed's test
+        # path does: the source noised to strength T, denoised toward the target's controls
+        x_start = batch["source_p"] if transfer and expr.target != "transfer" else None
+        pred = expr.sample(batch, opts, generator=gen, x_start=x_start, drop_c=drop, callback=cb).numpy()
         label, mask = batch["p_codec"].numpy(), batch["mask"].numpy().astype(bool)
         preds.append(pred), labels.append(label), masks.append(mask)
         if transfer:
@@ -149,7 +152,8 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
         metrics["transfer_movement"] = float(np.nanmean(moved))
         metrics["sample_steps_frac"] = opts.strength
     report.metrics, report.segments = metrics, n
-    sampling = {"sampler": opts.sampler, "steps": opts.steps, "guidance": opts.guidance,
+    ran = "ddim" if transfer and expr.target == "transfer" else opts.sampler  # the paper's transfer runs DDIM
+    sampling = {"sampler": ran, "steps": opts.steps, "guidance": opts.guidance,
                 "temperature": opts.temperature, "curves": opts.curves, "seed": opts.seed}
     write_json(out / "metrics.json", {"segments": n, "checkpoint": str(checkpoint or "bundled"), **sampling,
                                       "level": "codec", **metrics})
