@@ -122,11 +122,7 @@ def assemble_store(
     parts = Parts(store)
     perfs, skipped, missing = _present(parts, sources)
     loaded, scores, s_rows = _load(parts, perfs, progress)
-    split_of, dealt = assign_splits({s.piece for s in perfs}, fractions)
-    if dealt:
-        warnings.warn(f"{len(split_of)} pieces are too few for the hash split to fill every split of "
-                      f"{'/'.join(f'{f:.0%}' for f in fractions)}: they were dealt out by quota "
-                      f"({', '.join(f'{sp} {sum(v == sp for v in split_of.values())}' for sp in SPLITS)})", DexterWarning)
+    split_of = _splits({s.piece for s in perfs}, fractions)
     segs = _Segments(N, scores)
     for i, item in enumerate(loaded):
         s = item.source
@@ -143,11 +139,7 @@ def assemble_store(
     _write(store, arrays, segs.rows, scores, skipped)
     S = len(segs.rows)
     per_dataset, per_split = _counts(loaded, skipped, segs.rows, arrays)
-    empty = [sp for sp, f in zip(SPLITS, fractions) if f > 0 and per_split[sp] == 0]
-    if empty:
-        warnings.warn(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty: dexter train "
-                      "cannot keep a best checkpoint by validation and dexter test / evaluate have nothing to score; "
-                      "add pieces or give --split (e.g. 60/20/20)", DexterWarning)
+    _warn_empty(per_split, fractions)
     meta = {
         "codec_version": CODEC_VERSION,
         "max_note_seq": N,
@@ -168,6 +160,26 @@ def assemble_store(
     write_json(store / "meta.json", meta)  # last: the store is complete
     return AssembleReport(S, n_real, S - n_real, len(loaded), len(scores), meta["counts"]["notes"],
                           per_dataset, per_split, skipped, missing, time.perf_counter() - t0)
+
+
+def _splits(pieces: set[str], fractions: tuple[float, float, float]) -> dict[str, str]:
+    """Each piece's split (:func:`~dexter_cli.data.split.assign_splits`), with a warning when the
+    pieces were too few for the hash split and were dealt out by quota."""
+    split_of, dealt = assign_splits(pieces, fractions)
+    if dealt:
+        warnings.warn(f"{len(split_of)} pieces are too few for the hash split to fill every split of "
+                      f"{'/'.join(f'{f:.0%}' for f in fractions)}: they were dealt out by quota "
+                      f"({', '.join(f'{sp} {sum(v == sp for v in split_of.values())}' for sp in SPLITS)})", DexterWarning)
+    return split_of
+
+
+def _warn_empty(per_split: dict[str, int], fractions: tuple[float, float, float]) -> None:
+    """A warning for each wanted split that holds no real segment."""
+    empty = [sp for sp, f in zip(SPLITS, fractions) if f > 0 and per_split[sp] == 0]
+    if empty:
+        warnings.warn(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty: dexter train "
+                      "cannot keep a best checkpoint by validation and dexter test / evaluate have nothing to score; "
+                      "add pieces or give --split (e.g. 60/20/20)", DexterWarning)
 
 
 def _present(parts: Parts, sources: list[PerformanceSource]) -> tuple[list, list, int]:

@@ -88,7 +88,6 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
     a transfer-trained model runs the paper's transfer (DDIM from the source), any other model a
     variation of the source toward the target's controls (the seed's test path).
     """
-    from ..data.dataset import PairSet, SegmentSet
     from ..data.store import CodecStore
     from ..engine import load_expression
     from ..fileio import write_json
@@ -96,22 +95,13 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
 
     t0 = time.perf_counter()
     plan = plan or TestPlan()
-    transfer, limit, batch_size = plan.transfer, plan.limit, plan.batch_size
+    transfer, batch_size = plan.transfer, plan.batch_size
     store = CodecStore(store_path)
     expr, config = load_expression(checkpoint)
     opts = resolve(config, options)
     if transfer:
         opts = opts.from_source()
-    for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
-        if store.meta[key] != config["codec"][key]:
-            raise DexterError(f"the checkpoint and the store differ in {key}")
-    if transfer:
-        data = PairSet(store, "test")
-    else:
-        data = SegmentSet(store, "test", synthetic=False)
-    n = min(len(data), limit) if limit else len(data)
-    if n == 0:
-        raise DexterError(f"no test {'pairs' if transfer else 'segments'} in {store_path}")
+    data, n = _test_data(store, config, plan)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gen = opts.generator()
@@ -160,6 +150,21 @@ def run_test(store_path: Path, out: Path, options: SamplingOptions | dict | None
     report.files.append(out / "metrics.json")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _test_data(store, config: dict, plan: TestPlan) -> tuple[object, int]:
+    """The test pairs (transfer) or real test segments of a store that fits the checkpoint, and how
+    many of them to sample."""
+    from ..data.dataset import PairSet, SegmentSet
+
+    for key in ("p_codec_names", "s_codec_names", "c_codec_names"):
+        if store.meta[key] != config["codec"][key]:
+            raise DexterError(f"the checkpoint and the store differ in {key}")
+    data = PairSet(store, "test") if plan.transfer else SegmentSet(store, "test", synthetic=False)
+    n = min(len(data), plan.limit) if plan.limit else len(data)
+    if n == 0:
+        raise DexterError(f"no test {'pairs' if plan.transfer else 'segments'} in {store.path}")
+    return data, n
 
 
 def _write_segment(out: Path, seg: int, view_real: tuple, rows: dict[str, np.ndarray], mask: np.ndarray) -> list[Path]:
