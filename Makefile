@@ -3,7 +3,7 @@ PIP ?= $(PYTHON) -m pip
 
 .PHONY: install test test-fast bench-codec robustness-table clean
 
-# torch is pinned: 2.13.0, the build the tests are run with (a CPU build installs where no GPU is present).
+# torch is pinned to 2.13.0, the version the tests run with (the build is the one your package index serves).
 install:
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e ".[dev]"

@@ -96,10 +96,14 @@ def synthesize(midi: bytes, soundfont: Path, sample_rate: int = SAMPLE_RATE) -> 
     return np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
 
 
+GAIN = 4.0  # +12 dB: the SoundFont's piano peaks near -16 dBFS; one fixed gain keeps takes comparable
+
+
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """16-bit stereo WAV, written atomically; the samples are scaled down only if they would clip."""
+    """16-bit stereo WAV at a fixed gain (``GAIN``), written atomically; scaled down only if it would clip."""
     from .fileio import atomic_path
 
+    samples = samples * GAIN
     peak = float(np.abs(samples).max()) if len(samples) else 0.0
     pcm = (samples / max(1.0, peak) * 32767).astype("<i2")
     with atomic_path(Path(path)) as tmp:

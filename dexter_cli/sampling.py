@@ -192,7 +192,9 @@ def parse_controls(items: list[str] | tuple[str, ...], stats: dict | None = None
             raise DexterError(f"--control {item!r} must look like NAME=VALUE, e.g. loudness=+1")
         name, raw = (x.strip() for x in item.split("=", 1))
         if name not in C_CODEC_NAMES:
-            raise DexterError(f"unknown control {name!r}; valid: {', '.join(C_CODEC_NAMES)}")
+            active = [n for j, n in enumerate(C_CODEC_NAMES) if stats is None or stats.get("c_min") is None
+                      or stats["c_max"][j] > stats["c_min"][j]]
+            raise DexterError(f"unknown control {name!r}; valid: {', '.join(active)}")
         j = C_CODEC_NAMES.index(name)
         if stats is not None and stats.get("c_min") is not None and stats["c_max"][j] <= stats["c_min"][j]:
             raise DexterError(f"--control {name}: this model's training data never varied it (it was "

@@ -88,3 +88,9 @@ def test_a_few_pieces_are_dealt_into_every_wanted_split():
     many = [f"composer/piece_{i}" for i in range(300)]
     split, dealt = assign_splits(many)
     assert not dealt and split == {p: assign_split(p) for p in many}
+
+
+def test_a_dataset_is_named_by_its_folder_too(tmp_path):
+    from dexter_cli.data.layouts import resolve_roots
+
+    assert "vienna422" in resolve_roots(tmp_path, ["vienna4x22"], {})

@@ -85,7 +85,7 @@ def render(
         t = res.timings
         console.print(f"{res.n_notes} notes, {res.durations_s[0]:.1f} s of music -> {', '.join(map(str, res.outputs))} "
                       f"in {time.perf_counter() - t0:.1f} s (parse {t['parse']:.1f}, sample {t['sample']:.1f}, "
-                      f"write {t['write']:.1f})", highlight=False)
+                      f"write {t['write']:.1f})", highlight=False, soft_wrap=True)
 
 
 def _describe(checkpoint: Optional[Path], list_controls: bool) -> None:

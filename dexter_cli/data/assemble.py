@@ -175,11 +175,12 @@ def _splits(pieces: set[str], fractions: tuple[float, float, float]) -> dict[str
 
 def _warn_empty(per_split: dict[str, int], fractions: tuple[float, float, float]) -> None:
     """A warning for each wanted split that holds no real segment."""
-    empty = [sp for sp, f in zip(SPLITS, fractions) if f > 0 and per_split[sp] == 0]
-    if empty:
-        warnings.warn(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty: dexter train "
-                      "cannot keep a best checkpoint by validation and dexter test / evaluate have nothing to score; "
-                      "add pieces or give --split (e.g. 60/20/20)", DexterWarning)
+    cost = {"valid": "dexter train keeps no best checkpoint by validation (best is the last step)",
+            "test": "dexter test and dexter evaluate have no test piece to score"}
+    for sp, f in zip(SPLITS[1:], fractions[1:]):
+        if f > 0 and per_split[sp] == 0:
+            warnings.warn(f"the {sp} split is empty: {cost[sp]}; more pieces fill it (a piece's performances "
+                          "are never split)", DexterWarning)
 
 
 def _present(parts: Parts, sources: list[PerformanceSource]) -> tuple[list, list, int]:

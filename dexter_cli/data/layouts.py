@@ -122,6 +122,8 @@ def resolve_roots(
         Dataset name to root folder (None when it was asked for and not found).
     """
     if datasets is not None:
+        # a dataset's folder name (vienna4x22) is taken for its name (vienna422)
+        datasets = [next((k for k, names in DEFAULT_DIRS.items() if d in names), d) for d in datasets]
         unknown = [d for d in datasets if d not in DATASETS]
         if unknown:
             raise DexterError(f"unknown dataset {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
