@@ -94,7 +94,8 @@ def plot_evaluation_summary(path: Path, summary: dict) -> Path:
         ax.set_xticks(range(len(renderers)))
         ax.set_xticklabels(renderers, rotation=45, ha="right", fontsize=8)
         ax.set_title(metric, fontsize=9)
-    axes[0].legend(fontsize=7, loc="lower left")
+    if axes[0].get_legend_handles_labels()[0]:  # no human-to-human value (one human a piece): no legend
+        axes[0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)

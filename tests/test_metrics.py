@@ -32,3 +32,16 @@ def test_marking_agreement_follows_the_marked_levels():
     assert marking_agreement(np.full(6, 64.0), level) == 0.0  # flat: no agreement
     assert np.isnan(marking_agreement(np.arange(6.0), np.full(6, 3.0)))  # one level: undefined
     assert np.isnan(marking_agreement(np.arange(6.0), None))
+
+
+def test_the_summary_plot_of_pieces_with_one_human_gives_no_warning(tmp_path):
+    import warnings
+
+    from dexter_cli.evaluation.metrics import METRICS
+    from dexter_cli.plots import plot_evaluation_summary
+
+    summary = {"human": {k: float("nan") for k in METRICS}, "deadpan": {k: 0.5 for k in METRICS}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_evaluation_summary(tmp_path / "s.png", summary)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
