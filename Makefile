@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test test-fast bench-codec robustness-table clean
+.PHONY: install test test-fast bench-codec robustness-table mutation clean
 
 # torch is pinned to 2.13.0, the version the tests run with (the build is the one your package index serves).
 install:
@@ -27,6 +27,12 @@ bench-codec:
 # docs/robustness.md: every bad input and fault the robustness tests try, and what dexter answered
 robustness-table:
 	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py tests/test_robustness_commands.py tests/test_faults.py tests/test_reliability.py tests/test_robustness_inputs.py
+
+# mutation testing of the code that makes the model learn and sample ([tool.mutmut] in pyproject.toml);
+# not part of CI: it takes a while. The surviving mutants and why are in docs/mutation.md.
+mutation:
+	$(PIP) install -q mutmut==3.8.1
+	mutmut run --max-children 2; mutmut results
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -11,7 +11,6 @@ import mido
 import numpy as np
 import pytest
 
-from dexter_cli.diffusion.windows import WindowedDenoiser, window_edges, window_starts
 from dexter_cli.errors import DexterError
 from dexter_cli.render import Extras, Source, render_score
 
@@ -149,60 +148,10 @@ def test_num_samples_codec_and_plot_outputs(checkpoint, score, tmp_path):
     assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("sample,note_id,beat_period")
 
 
-def test_windows_cover_the_sequence_and_merge_is_an_average():
-    assert window_starts(10, 16, 8) == [0]
-    assert window_starts(40, 16, 8) == [0, 8, 16, 24]
-    assert window_starts(41, 16, 8) == [0, 8, 16, 24, 25]
-    import torch
-    wd = WindowedDenoiser(lambda x, t, c: x * 0 + 3.0, n=41, window=16, stride=8, seq_keys=("s",))
-    out = wd(torch.zeros(2, 41, 5), torch.tensor([1, 1]), {"s": torch.zeros(2, 41, 4), "drop": torch.zeros(2)})
-    assert torch.allclose(out, torch.full_like(out, 3.0))
-    ident = WindowedDenoiser(lambda x, t, c: x, n=41, window=16, stride=8, seq_keys=())
-    x = torch.randn(1, 41, 5)
-    assert torch.allclose(ident(x, torch.tensor([0]), {}), x, atol=1e-6)
 
 
-def test_merge_is_the_ramp_weighted_average_of_position_dependent_windows():
-    """Two windows of 16 over 24 items (overlap 8): each item's output is the hand-computed
-    ramp-weighted mean of what the two windows said there, for a denoiser whose output depends on
-    the position within its window and on the window; the windows may stream one call at a time."""
-    import torch
-
-    calls = []
-
-    def denoiser(x, t, c):  # window k says 100 k + position within the window at every item
-        calls.append(len(x))
-        pos = torch.arange(x.shape[1], dtype=x.dtype).reshape(1, -1, 1)
-        return c["k"][:, :1].reshape(-1, 1, 1).to(x.dtype) * 100 + pos + 0 * x
-
-    x = torch.zeros(1, 24, 1)
-    ramp = [(j + 1) / 9 for j in range(8)]  # window_weights(16, 8): ramps of 8 at both ends
-    w0, w1 = [1.0] * 8 + ramp[::-1], ramp + [1.0] * 8
-    expected = [float(j) for j in range(8)]
-    for j in range(8, 16):  # item j: window 0 at position j, window 1 at position j - 8
-        a, b = w0[j], w1[j - 8]
-        expected.append((a * j + b * (100 + j - 8)) / (a + b))
-    expected += [100.0 + j - 8 for j in range(16, 24)]
-    for max_batch in (1, 32):
-        calls.clear()
-        wd = WindowedDenoiser(denoiser, n=24, window=16, stride=8, seq_keys=("k",), max_batch=max_batch)
-        out = wd(x, torch.tensor([5]), {"k": torch.tensor([[0.0] * 8 + [1.0] * 16])})
-        # the per-item cond "k" windowed: window 0 sees k = 0 at its first item, window 1 sees 1
-        assert calls == ([1, 1] if max_batch == 1 else [2])
-        torch.testing.assert_close(out[0, :, 0], torch.tensor(expected, dtype=out.dtype))
 
 
-def test_an_offset_moves_the_inner_window_edges_and_still_covers_the_sequence():
-    import torch
-
-    assert window_starts(41, 16, 8, offset=4) == [0, 4, 12, 20, 25]
-    assert window_starts(40, 16, 16, offset=8) == [0, 8, 24]
-    assert window_starts(10, 16, 8, offset=4) == [0]
-    with pytest.raises(ValueError, match="offset"):
-        window_starts(41, 16, 8, offset=16)
-    ident = WindowedDenoiser(lambda x, t, c: x, n=41, window=16, stride=8, seq_keys=(), offset=4)
-    x = torch.randn(1, 41, 5)
-    assert torch.allclose(ident(x, torch.tensor([0]), {}), x, atol=1e-6)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -325,46 +274,5 @@ def test_from_with_automatic_alignment_and_from_another_piece(checkpoint, shared
     assert not (tmp_path / "other.mid").exists()
 
 
-def test_boundary_jumps_find_a_step_at_a_window_edge():
-    from dexter_cli.evaluation.continuity import boundary_jumps
-
-    onset = np.repeat(np.arange(20.0), 2)  # 20 onsets, two notes each
-    p = np.zeros((40, 5))
-    p[:, 0] = 0.5
-    p[:, 1] = np.where(np.arange(40) < 20, 0.3, 0.6)  # a velocity step at note 20
-    j = boundary_jumps(onset, p, edges=[20])
-    assert j["velocity_edge"] == pytest.approx(0.3 * 127) and j["velocity_inside"] == 0
-    assert j["tempo_edge"] == 0 and j["tempo_inside"] == 0
 
 
-def test_paired_seams_hold_the_score_fixed():
-    """The music's own jumps at the edges fool the unpaired check, not the paired one; a real
-    step at each layout's edges is found by both."""
-    from dexter_cli.evaluation.continuity import boundary_jumps, paired_seams
-
-    n, window, stride = 600, 100, 50
-    edges = (window_edges(n, window, stride, 0), window_edges(n, window, stride, 25))
-    onset = np.arange(float(n))
-    rng = np.random.default_rng(0)
-    plain = 60 + 10 * np.sin(np.arange(n) / 6) + rng.normal(0, 1, n)
-    music = plain.copy()
-    music[edges[0]] += 15  # the score accents exactly the notes where layout A's windows meet
-
-    def render(velocity: np.ndarray) -> np.ndarray:
-        p = np.zeros((n, 5))
-        p[:, 0], p[:, 1] = 0.5, velocity / 127
-        return p
-
-    def stepped(layout_edges: list[int], seed: int) -> np.ndarray:  # a level step of 6 at every edge
-        level = 6.0 * (np.searchsorted(layout_edges, np.arange(n), side="right") % 2)
-        return render(plain + level + np.random.default_rng(seed).normal(0, 0.5, n))
-
-    smooth = ([render(music)] * 3, [render(music)] * 3)
-    unpaired = boundary_jumps(onset, smooth[0][0], edges[0])
-    assert unpaired["velocity_edge"] > 2 * unpaired["velocity_inside"]  # "a seam", but it is the score
-    clean = paired_seams(onset, smooth, edges)
-    assert clean["velocity_seam"] == pytest.approx(0) and clean["tempo_seam"] == pytest.approx(0)
-    assert clean["pairs"] == len(set(edges[0]) ^ set(edges[1]))  # one note per onset: one pair per edge
-    seamy = paired_seams(onset, ([stepped(edges[0], k) for k in range(3)], [stepped(edges[1], k) for k in range(3)]),
-                         edges)
-    assert seamy["velocity_seam"] > 3 * seamy["velocity_seam_se"] and seamy["velocity_seam"] > 2.0
