@@ -224,7 +224,10 @@ def render_score(score_path: Path, out: Path, options: SamplingOptions | dict | 
     midis = [] if wav_only else output_paths(Path(out), opts.num_samples)
     wavs = output_paths(Path(out if wav_only else extras.audio), opts.num_samples) if wav_only or extras.audio else []
     check_outputs([score_path, *(source or ())], [*midis, *wavs, extras.plot, extras.save_codec])
-    soundfont = _soundfont(extras) if wavs else None  # missing, it fails before the work
+    if wavs:
+        from .audio import find_soundfont
+
+        soundfont = find_soundfont(extras.soundfont)  # missing, it fails before the work
     sampled = sample_score(score_path, opts, checkpoint=loaded, unfold=unfold, source=source, progress=progress)
     score, p, timings = sampled.score, sampled.p_codec, sampled.timings
     t0 = time.perf_counter()
@@ -247,12 +250,6 @@ def render_score(score_path: Path, out: Path, options: SamplingOptions | dict | 
     timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     return RenderResult([*midis, *wavs], p.shape[1], durations, p, score.note_ids, sampled.options, timings)
-
-
-def _soundfont(extras: Extras) -> Path:
-    from .audio import find_soundfont
-
-    return find_soundfont(extras.soundfont)
 
 
 def _write_extras(extras: Extras, score, p: np.ndarray, score_path: Path) -> None:

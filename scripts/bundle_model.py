@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
-from dexter_cli.engine import DEFAULT_CHECKPOINT, load_expression
+from dexter_cli.engine import DEFAULT_CHECKPOINT, _prior_in_stats, load_expression
 from dexter_cli.model.config import RETIRED
-from dexter_cli.prior import PRIOR_PREFIX, Prior
+from dexter_cli.prior import PRIOR_PREFIX
 from dexter_cli.sampling import CURVE_MODES, SamplingOptions
 from dexter_cli.spread import parse_spread
 
@@ -34,8 +34,8 @@ def stored_prior(state: dict, config: dict) -> dict:
     """The weights with the prior as tensors: a checkpoint written when the prior's weights were JSON
     lists in the codec statistics is brought to the current layout (its values unchanged)."""
     stats = config["codec"]["stats"]
-    if not any(k.startswith(PRIOR_PREFIX) for k in state) and stats.get("prior_weights") is not None:
-        prior = Prior(torch.tensor(stats["prior_weights"], dtype=torch.float32), tuple(stats.get("prior_context", ())))
+    prior = None if any(k.startswith(PRIOR_PREFIX) for k in state) else _prior_in_stats(stats)
+    if prior is not None:
         state = {**state, **prior.state_dict()}
     for key in ("prior_weights", "prior_context"):
         stats.pop(key, None)
