@@ -35,8 +35,9 @@ class TaskConfig:
     cond_drop_all: float = 0.5  # ... and all controls of an example at once with this p
     recon_weight: float = 0.2
     p_clip: float = 5.0  # normalised p_codec bound (std)
-    prior: str = "none"  # none | context: diffuse around the prior mean mu(s) (dexter_cli.prior)
+    prior: str = "none"  # none | context | level: diffuse around the prior mean mu(s) (dexter_cli.prior)
     prior_alpha: float = 1.0e5  # the ridge penalty of that fit (on sums over ~10^6 notes)
+    prior_level_alpha: float = 300.0  # the ridge penalty of the level part (task.prior: level)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TaskConfig":
@@ -93,7 +94,7 @@ class TrainConfig:
 
 
 TARGETS = ("gen_noise", "transfer")
-PRIORS = ("none", "context")  # task.prior: none, or the prior mean of dexter_cli.prior
+PRIORS = ("none", "context", "level")  # task.prior: none, or a prior mean of dexter_cli.prior
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
@@ -181,8 +182,9 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         raise DexterError(f"unknown target {cfg.task.target!r}; choose from {', '.join(TARGETS)}")
     if cfg.task.prior not in PRIORS:
         raise DexterError(f"unknown prior {cfg.task.prior!r}; choose from {', '.join(PRIORS)}")
-    if cfg.task.prior_alpha < 0:
-        raise DexterError(f"task.prior_alpha must be 0 or more, got {cfg.task.prior_alpha}")
+    for key in ("prior_alpha", "prior_level_alpha"):
+        if getattr(cfg.task, key) < 0:
+            raise DexterError(f"task.{key} must be 0 or more, got {getattr(cfg.task, key)}")
     _check_optim(cfg)
     return cfg
 

@@ -7,6 +7,11 @@ Basis Mixer. It is fitted within performances (fixed effects: every performance 
 own means) on the real train segments of a codec store, so that its weights describe how a
 performance moves through its piece, not how recordings and pieces differ in level.
 
+``task.prior: level`` adds the level: a second ridge, fitted across performances, from the score's
+mean features over about a segment (:data:`LEVEL_WIDTH` notes: the share of each tempo word, the
+note values, density, meter, register) to what the first leaves over. It is what sets a piece's
+tempo and loudness: the within fit cannot, and a network that sees one segment reads it poorly.
+
 With a prior (``task.prior: context``) the diffusion runs over the residual x0 = p - mu(s) and a
 sample is mu(s) + x0_hat (:mod:`dexter_cli.engine`); ``dexter evaluate``'s ``linear`` baseline is
 mu(s) alone. The weights travel in the checkpoint's safetensors as ``prior.weights`` and
@@ -15,7 +20,8 @@ mu(s) alone. The weights travel in the checkpoint's safetensors as ``prior.weigh
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,34 +33,49 @@ if TYPE_CHECKING:
     from .model.normalize import CodecNormalizer
 
 CONTEXT_WIDTHS = (8, 32, 128)  # moving averages of the score features over 8, 32 and 128 notes
+LEVEL_WIDTH = 300  # notes: the level part reads the score's mean over about one training segment
 PRIOR_PREFIX = "prior."  # the prior's tensors in a checkpoint's safetensors
 
 
 class Prior:
-    """mu(s) = features(s) @ W: the ridge prior mean of the normalised p_codec.
+    """mu(s) = features(s) @ W [+ level_features(s) @ A]: the ridge prior mean of the normalised p_codec.
 
     Parameters
     ----------
     weights : (s_dim (1 + len(widths)) + 1, p_dim) tensor
-        Last row: the bias.
+        W, fitted within performances. Last row: the bias.
     widths : tuple of int
         Widths (notes) of the moving averages among the regressors (:func:`prior_features`).
+    level : (s_dim + 1, p_dim) tensor, optional
+        A, the level part, fitted across performances (:func:`level_features`). Last row: the bias.
+    level_width : int
+        Width (notes) of the level part's moving average.
     """
 
-    def __init__(self, weights: torch.Tensor, widths: tuple[int, ...] = CONTEXT_WIDTHS):
+    def __init__(self, weights: torch.Tensor, widths: tuple[int, ...] = CONTEXT_WIDTHS,
+                 level: torch.Tensor | None = None, level_width: int = LEVEL_WIDTH):
         self.weights = weights.detach().float().cpu()
         self.widths = tuple(int(k) for k in widths)
+        self.level = None if level is None else level.detach().float().cpu()
+        self.level_width = int(level_width)
 
     def __call__(self, s_norm: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """mu(s) (..., L, p_dim) of the *normalised* s_codec (..., L, s_dim); ``mask`` (..., L): the
         notes that count in the moving averages (default all)."""
         w = self.weights.to(device=s_norm.device, dtype=s_norm.dtype)
-        return prior_features(s_norm, mask, self.widths) @ w
+        mu = prior_features(s_norm, mask, self.widths) @ w
+        if self.level is not None:
+            mu = mu + level_features(s_norm, mask, self.level_width) @ self.level.to(mu)
+        return mu
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The prior's tensors, as stored beside the network's weights."""
-        return {f"{PRIOR_PREFIX}weights": self.weights.clone(),
-                f"{PRIOR_PREFIX}widths": torch.tensor(self.widths, dtype=torch.int64)}
+        state = {f"{PRIOR_PREFIX}weights": self.weights.clone(),
+                 f"{PRIOR_PREFIX}widths": torch.tensor(self.widths, dtype=torch.int64)}
+        if self.level is not None:
+            state[f"{PRIOR_PREFIX}level"] = self.level.clone()
+            state[f"{PRIOR_PREFIX}level_width"] = torch.tensor([self.level_width], dtype=torch.int64)
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "Prior | None":
@@ -73,19 +94,28 @@ class Prior:
         widths = tuple(int(v) for v in k.reshape(-1).tolist())
         if (w.shape[0] - 1) % (1 + len(widths)):
             raise DexterError(f"the checkpoint's prior weights ({tuple(w.shape)}) do not fit its widths {widths}")
-        return cls(w, widths)
+        level, width = state.get(f"{PRIOR_PREFIX}level"), state.get(f"{PRIOR_PREFIX}level_width")
+        if (level is None) != (width is None):
+            raise DexterError("the checkpoint's prior level is incomplete (prior.level and prior.level_width go together)")
+        if level is not None and (level.dim() != 2 or (level.shape[0] - 1) * (1 + len(widths)) != w.shape[0] - 1):
+            raise DexterError(f"the checkpoint's prior level ({tuple(level.shape)}) does not fit its weights")
+        return cls(w, widths, level, int(width.reshape(-1)[0]) if width is not None else LEVEL_WIDTH)
 
     @classmethod
-    def fit(cls, store: CodecStore, alpha: float, *, max_rows: int | None = 400_000, seed: int = 0,
-            segments: np.ndarray | None = None) -> "Prior":
-        """Fit the prior on a store's real train segments (or on ``segments``), within performances.
+    def fit(cls, store: CodecStore, alpha: float, *, level_alpha: float | None = None, stats: dict | None = None,
+            max_rows: int | None = 400_000, seed: int = 0, segments: np.ndarray | None = None) -> "Prior":
+        """Fit the prior on a store's real train segments (or on ``segments``): W within
+        performances, then, with ``level_alpha``, the level part A across them.
 
         Parameters
         ----------
         store : CodecStore
-            Its own normalisation statistics define the space the weights live in.
         alpha : float
-            Ridge penalty on the centred regressors (the bias is not penalised).
+            Ridge penalty of W on the centred regressors (the bias is not penalised).
+        level_alpha : float, optional
+            Ridge penalty of the level part A; None: no level part (``task.prior: context``).
+        stats : dict, optional
+            Normalisation statistics that define the space the weights live in (default the store's).
         max_rows : int or None
             At most this many played notes, drawn with ``seed`` (None: all).
         seed : int
@@ -97,25 +127,33 @@ class Prior:
         DexterError
             The store has no real train segments.
         """
-        return cls(torch.from_numpy(fit_within(store, alpha, CONTEXT_WIDTHS, max_rows, seed, segments)).float())
+        w = fit_within(store, alpha, CONTEXT_WIDTHS, max_rows, seed, segments, stats)
+        level = None if level_alpha is None else fit_level(store, w, level_alpha, CONTEXT_WIDTHS, LEVEL_WIDTH,
+                                                           max_rows, seed, segments, stats)
+        return cls(torch.from_numpy(w).float(), CONTEXT_WIDTHS,
+                   None if level is None else torch.from_numpy(level).float(), LEVEL_WIDTH)
+
+
+def _fit_setup(store: CodecStore, segments: np.ndarray | None, stats: dict | None) -> tuple[CodecNormalizer, np.ndarray]:
+    from .model.normalize import CodecNormalizer
+
+    idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
+    if len(idx) == 0:
+        raise DexterError("the prior needs a non-empty train split")
+    return CodecNormalizer(stats or store.meta["stats"]), idx
 
 
 def fit_within(store: CodecStore, alpha: float, widths: tuple[int, ...], max_rows: int | None = 400_000,
-               seed: int = 0, segments: np.ndarray | None = None) -> np.ndarray:
+               seed: int = 0, segments: np.ndarray | None = None, stats: dict | None = None) -> np.ndarray:
     """Ridge weights (float64, last row the bias) fitted within performances: the regressors and the
     normalised p_codec are centred on each performance's means (fixed effects), the centred normal
     equations solved with penalty ``alpha``, and the bias set to the mean p_codec at the mean
     regressors. See :meth:`Prior.fit` for the parameters."""
-    from .model.normalize import CodecNormalizer
-
-    norm = CodecNormalizer(store.meta["stats"])
-    idx = store.split_indices("train", synthetic=False) if segments is None else np.asarray(segments)
-    if len(idx) == 0:
-        raise DexterError("the prior needs a non-empty train split")
+    norm, idx = _fit_setup(store, segments, stats)
     group = torch.from_numpy(np.unique(np.asarray(store.seg_perf)[idx], return_inverse=True)[1].reshape(-1))
     G = int(group.max()) + 1
     XtX = XtY = Sx = Sy = n = 0  # the normal equations and per-performance sums, over chunks of segments
-    for X, Y, seg in regression_rows(store, norm, idx, widths, max_rows, seed):
+    for X, Y, seg in regression_rows(store, norm, idx, partial(prior_features, widths=widths), max_rows, seed):
         X, Y, g = X.double(), Y.double(), group[seg]
         XtX, XtY = XtX + X.T @ X, XtY + X.T @ Y
         Sx = Sx + torch.zeros(G, X.shape[1], dtype=X.dtype).index_add_(0, g, X)
@@ -133,11 +171,39 @@ def fit_within(store: CodecStore, alpha: float, widths: tuple[int, ...], max_row
     return W
 
 
-def regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray, widths: tuple[int, ...],
-                    max_rows: int | None, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(regressors, normalised p_codec, position in ``idx`` of the note's segment) of the played
-    notes of segments ``idx``, in chunks of segments (the moving averages are per segment, as the
-    training loss sees them); at most ``max_rows`` notes, drawn with ``seed``."""
+def fit_level(store: CodecStore, weights: np.ndarray, alpha: float, widths: tuple[int, ...], width: int,
+              max_rows: int | None = 400_000, seed: int = 0, segments: np.ndarray | None = None,
+              stats: dict | None = None) -> np.ndarray:
+    """The level part A (float64, last row the bias): a ridge, pooled across performances, from
+    :func:`level_features` to what the within fit ``weights`` leaves over (p - features @ W), with
+    penalty ``alpha`` on the centred regressors. See :meth:`Prior.fit` for the other parameters."""
+    norm, idx = _fit_setup(store, segments, stats)
+    W = torch.from_numpy(weights)
+    k = W.shape[0]
+
+    def both(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return torch.cat([prior_features(s, m, widths), level_features(s, m, width)], dim=-1)
+
+    ZtZ = ZtR = 0
+    for X, Y, _ in regression_rows(store, norm, idx, both, max_rows, seed):
+        X = X.double()
+        Z, R = X[:, k:], Y.double() - X[:, :k] @ W
+        ZtZ, ZtR = ZtZ + Z.T @ Z, ZtR + Z.T @ R
+    ZtZ, ZtR = ZtZ.numpy(), ZtR.numpy()
+    n, j = ZtZ[-1, -1], ZtZ.shape[0] - 1  # the bias column's count; solve the centred equations without it
+    mz, mr = ZtZ[-1, :j] / n, ZtR[-1] / n
+    A = np.zeros((j + 1, ZtR.shape[1]))
+    A[:j] = np.linalg.solve(ZtZ[:j, :j] - n * np.outer(mz, mz) + alpha * np.eye(j), ZtR[:j] - n * np.outer(mz, mr))
+    A[j] = mr - mz @ A[:j]
+    return A
+
+
+def regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray,
+                    features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], max_rows: int | None,
+                    seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(regressors ``features(s, mask)``, normalised p_codec, position in ``idx`` of the note's
+    segment) of the played notes of segments ``idx``, in chunks of segments (the moving averages are
+    per segment, as the training loss sees them); at most ``max_rows`` notes, drawn with ``seed``."""
     m = torch.from_numpy(np.asarray(store.mask)[idx])
     s_rows = np.asarray(store.s_index)[idx]
     n = int(m.sum())
@@ -150,7 +216,7 @@ def regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray, w
     for a in range(0, len(idx), 256):
         sl = slice(a, a + 256)
         s = norm.encode_s(torch.from_numpy(np.array(S[np.maximum(s_rows[sl], 0)], dtype=np.float32)))
-        feats = prior_features(s, m[sl], widths)[m[sl]]
+        feats = features(s, m[sl])[m[sl]]
         y = norm.encode_p(torch.from_numpy(np.array(store.p_codec[idx[sl]], dtype=np.float32)))[m[sl]]
         seg = torch.arange(a, a + len(m[sl])).repeat_interleave(m[sl].sum(1))
         pick = keep_mask[done: done + len(feats)]
@@ -179,6 +245,18 @@ def prior_features(s_norm: torch.Tensor, mask: torch.Tensor | None = None,
     sums = _running_sums(z, mask) if widths else None  # shared by every width
     parts = [z] + [_window_mean(*sums, k).to(z.dtype) for k in widths]
     return torch.cat(parts + [torch.ones_like(z[..., :1])], dim=-1)
+
+
+def level_features(s_norm: torch.Tensor, mask: torch.Tensor | None, width: int) -> torch.Tensor:
+    """Regressors of the level part: the clipped normalised s_codec's centred moving average over
+    ``width`` notes (the mean of a segment's features, at its centre), and a bias column.
+
+    Returns
+    -------
+    (..., L, F + 1) tensor
+    """
+    z = moving_average(s_norm.clamp(-10, 10), mask, width)
+    return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
 
 
 def moving_average(z: torch.Tensor, mask: torch.Tensor | None, width: int) -> torch.Tensor:

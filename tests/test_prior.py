@@ -46,7 +46,7 @@ def test_the_within_fit_is_a_ridge_with_one_free_level_per_performance(store_pat
     idx = st.split_indices("train", synthetic=False)
     W = fit_within(st, 0.5, ())
     norm = CodecNormalizer(st.meta["stats"])
-    rows = list(regression_rows(st, norm, idx, (), None, 0))
+    rows = list(regression_rows(st, norm, idx, prior_features, None, 0))
     X = torch.cat([r[0] for r in rows]).double().numpy()[:, :-1]
     Y = torch.cat([r[1] for r in rows]).double().numpy()
     perf = np.array([f"{st.index[int(i)]['score']}|{st.index[int(i)]['performance']}" for i in idx])

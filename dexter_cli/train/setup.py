@@ -43,26 +43,36 @@ def check_finite_store(store: CodecStore, chunk: int = 4096) -> None:
 def fit_prior(cfg: TrainConfig, store: CodecStore) -> Prior | None:
     """The prior mean mu(s) of ``task.prior: context``, fitted on the store's real train segments
     (the same on every process), or None."""
+    return _fit(cfg, store, None)
+
+
+def _fit(cfg: TrainConfig, store: CodecStore, stats: dict | None) -> Prior | None:
     if cfg.task.prior == "none":
         return None
-    return Prior.fit(store, alpha=cfg.task.prior_alpha)
+    level_alpha = cfg.task.prior_level_alpha if cfg.task.prior == "level" else None
+    return Prior.fit(store, alpha=cfg.task.prior_alpha, level_alpha=level_alpha, stats=stats)
+
+
+PRIOR_KEYS = (("prior", "none"), ("prior_alpha", None), ("prior_level_alpha", 300.0))
 
 
 def _check_same(saved: dict, cfg: TrainConfig, where: str, prediction: bool = False) -> None:
     """Refuse to continue ``saved`` (a run's config) under another model, target or prior mean mu(s);
-    a fine-tune also keeps the parameterisation (``prediction``, ``timesteps``)."""
+    a fine-tune (``prediction``) keeps the parameterisation (``prediction``, ``timesteps``) instead
+    of the prior, which it may fit anew."""
     if ModelConfig.from_dict(saved["model"]).to_dict() != cfg.model.to_dict():  # (settings added since: defaults)
         raise DexterError(f"{where} has another model config: {saved['model']}")
-    keys = [("target", None), ("prior", "none"), ("prior_alpha", None)]
-    for key, default in keys + ([("prediction", "eps"), ("timesteps", 1000)] if prediction else []):
+    keys = [("target", None)] + ([("prediction", "eps"), ("timesteps", 1000)] if prediction else list(PRIOR_KEYS))
+    for key, default in keys:
         if saved["task"].get(key, default) != getattr(cfg.task, key):
             raise DexterError(f"{where} was trained with task.{key} = "
                               f"{saved['task'].get(key, default)!r}, not {getattr(cfg.task, key)!r}")
 
 
 def load_init(cfg: TrainConfig, store: CodecStore) -> tuple[dict[str, torch.Tensor], dict, Prior | None, dict]:
-    """The weights, normalisation statistics, prior and facts of ``cfg.init_from``,
-    checked against the config and the store: a fine-tune diffuses around the same mu(s) as its start."""
+    """The weights, normalisation statistics, prior and facts of ``cfg.init_from``, checked against
+    the config and the store. A fine-tune keeps its start's normalisation, and its mu(s) unless the
+    config asks for another prior: then that prior is fitted on the store in the start's normalisation."""
     state, config = load_inference(Path(cfg.init_from))
     _check_same(config, cfg, f"init_from {cfg.init_from}", prediction=True)
     codec, meta = config["codec"], store.meta
@@ -73,7 +83,11 @@ def load_init(cfg: TrainConfig, store: CodecStore) -> tuple[dict[str, torch.Tens
     training = config.get("training", {})
     facts = {"init_from": str(cfg.init_from), "init_name": training.get("name", ""),
              "init_step": training.get("step", 0)}
-    prior = Prior.from_state_dict(state) or _prior_in_stats(codec["stats"])
+    if all(config["task"].get(key, default) == getattr(cfg.task, key) for key, default in PRIOR_KEYS):
+        prior = Prior.from_state_dict(state) or _prior_in_stats(codec["stats"])
+    else:
+        prior = _fit(cfg, store, codec["stats"])
+        facts["prior_refitted"] = True
     state = {k: v for k, v in state.items() if not k.startswith(PRIOR_PREFIX)}
     return state, codec["stats"], prior, facts
 
