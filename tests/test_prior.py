@@ -14,7 +14,8 @@ from dexter_cli.engine import build_expression, load_expression
 from dexter_cli.errors import DexterError
 from dexter_cli.model import ModelConfig
 from dexter_cli.model.normalize import CodecNormalizer
-from dexter_cli.prior import CONTEXT_WIDTHS, Prior, fit_within, moving_average, prior_features, regression_rows
+from dexter_cli.prior import (CONTEXT_WIDTHS, LEVEL_WIDTH, Prior, fit_level, fit_within, level_features, moving_average,
+                              prior_features, regression_rows)
 from dexter_cli.sampling import SamplingOptions
 from dexter_cli.train import train
 
@@ -63,6 +64,45 @@ def test_the_within_fit_is_a_ridge_with_one_free_level_per_performance(store_pat
     assert np.allclose(X.mean(0) @ W[:-1] + W[-1], Y.mean(0), atol=1e-6)
     # the penalty shrinks the feature weights
     assert np.linalg.norm(fit_within(st, 1e5, ())[:-1]) < np.linalg.norm(W[:-1])
+
+
+def test_the_level_part_is_a_pooled_ridge_on_what_the_within_fit_leaves(store_path):
+    st = CodecStore(store_path)
+    idx = st.split_indices("train", synthetic=False)
+    norm = CodecNormalizer(st.meta["stats"])
+    W = fit_within(st, 0.5, (8,))
+    A = fit_level(st, W, 2.0, (8,), 16)
+    rows = list(regression_rows(st, norm, idx, lambda s, m: torch.cat([prior_features(s, m, (8,)),
+                                                                       level_features(s, m, 16)], -1), None, 0))
+    X = torch.cat([r[0] for r in rows]).double().numpy()
+    Y = torch.cat([r[1] for r in rows]).double().numpy()
+    k = W.shape[0]
+    R, Z = Y - X[:, :k] @ W, X[:, k:]
+    # the same as a least-squares fit over the level regressors with a penalty on all but the bias
+    pen = np.diag([2.0] * (Z.shape[1] - 1) + [0.0])
+    want = np.linalg.solve(Z.T @ Z + pen, Z.T @ R)
+    assert np.allclose(A, want, atol=1e-6)
+    assert np.abs(A[:-1]).max() > 1e-4  # it learns something
+    # the level part leaves less over across performances than the within fit alone
+    assert ((R - Z @ A) ** 2).sum() < (R ** 2).sum()
+
+
+def test_the_level_part_adds_the_scores_mean_features_to_mu():
+    g = torch.Generator().manual_seed(1)
+    W, A = torch.randn(3 * 2 + 1, 5, generator=g), torch.randn(3 + 1, 5, generator=g)
+    s = torch.randn(1, 40, 3, generator=g)
+    prior, plain = Prior(W, (8,), A, 16), Prior(W, (8,))
+    mean16 = moving_average(s, None, 16)
+    assert torch.allclose(prior(s) - plain(s), mean16 @ A[:-1] + A[-1], atol=1e-5)
+    state = prior.state_dict()
+    assert set(state) == {"prior.weights", "prior.widths", "prior.level", "prior.level_width"}
+    back = Prior.from_state_dict(state)
+    assert torch.equal(back.level, A) and back.level_width == 16 and torch.allclose(back(s), prior(s))
+    with pytest.raises(DexterError, match="incomplete"):
+        Prior.from_state_dict({k: v for k, v in state.items() if k != "prior.level_width"})
+    with pytest.raises(DexterError, match="does not fit"):
+        Prior.from_state_dict({**state, "prior.level": A[:-1]})
+    assert Prior(W, (8,)).level is None and LEVEL_WIDTH == 300
 
 
 def test_the_prior_sees_the_neighbours(store_path):

@@ -18,6 +18,7 @@ from dexter_cli.evaluation.pieces import Selection, store_pieces
 def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
     from dexter_cli.evaluation.levels import level_metrics
     from dexter_cli.evaluation.metrics import METRICS, score_against_humans
+    from dexter_cli.evaluation.paper import paper_metrics
     from dexter_cli.render import sample_score
 
     store = checkpoint.parents[2] / "store"  # the tiny checkpoint's own store: every piece in train
@@ -36,7 +37,8 @@ def test_several_samples_per_piece_are_scored_and_averaged(checkpoint):
         perf = delivered(piece, Performance(pk, np.ones(len(pk), dtype=bool)))
         perf.features = performance_features(piece.score, perf.p_codec, perf.mask)
         rows.append({**score_against_humans(piece.onset_beat, perf, piece.humans, level),
-                     **level_metrics(piece.onset_beat, perf, piece.humans)})
+                     **level_metrics(piece.onset_beat, perf, piece.humans),
+                     **paper_metrics(piece.onset_beat, perf, piece.humans, piece.s_codec, S_CODEC_NAMES)})
     assert rows[0]["velocity_r"] != pytest.approx(rows[1]["velocity_r"])  # the samples differ
     # the report records what was sampled, the model's defaults resolved
     from dexter_cli.engine import load_expression

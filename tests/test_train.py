@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
+from dexter_cli.config import TaskConfig
 from dexter_cli.data import CodecStore, CodecOptions, run_codec
+from dexter_cli.engine import load_expression
 from dexter_cli.errors import DexterError
+from dexter_cli.prior import Prior
 from dexter_cli.train import TrainingInterrupted, train
 
 from .conftest import TINY, cfg_for, sigkill_when
@@ -222,8 +225,14 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
     assert resumed["training"]["step"] == 14 and resumed["training"]["init_step"] == 12
     assert resumed["codec"]["stats"] == config["codec"]["stats"]
 
+    # another prior is fitted anew, in the start's normalisation
+    train(cfg_for(store_path, tmp_path / "lv", "task.prior=level", "task.prior_level_alpha=50",
+                  f"init_from={tmp_path / 'start'}", "optim.max_steps=1"))
+    lv, lv_config = load_expression(tmp_path / "lv" / "checkpoints" / "last")
+    want = Prior.fit(CodecStore(store_path), alpha=TaskConfig().prior_alpha, level_alpha=50, stats=changed["codec"]["stats"])
+    assert torch.allclose(lv.prior.level, want.level, atol=1e-5) and torch.allclose(lv.prior.weights, want.weights, atol=1e-5)
+    assert lv_config["training"]["prior_refitted"] and lv_config["codec"]["stats"] == changed["codec"]["stats"]
     for bad, why in ((["model.residual_channels=8"], "another model config"),
-                     (["task.prior=none"], "task.prior"),
                      (["task.prior=context", "task.prediction=x0"], "task.prediction")):
         with pytest.raises(DexterError, match=why):
             train(cfg_for(store_path, tmp_path / f"bad{len(bad)}{why[-3:]}", *bad,

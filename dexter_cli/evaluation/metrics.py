@@ -37,7 +37,13 @@ DYNAMICS_METRICS = ("dyn_agreement", "dyn_agreement_dev", "tempo_vel_r", "tempo_
 VOICING_METRICS = ("voicing_r", "voicing_dev", "voicing_kl")
 # levels against the humans' (dexter_cli.evaluation.levels; not per-human comparisons)
 LEVEL_METRICS = ("tempo_level_err", "tempo_level_in_range", "velocity_level_err", "velocity_level_in_range")
-METRICS = CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS + VOICING_METRICS + LEVEL_METRICS
+# the DExter paper's definitions (dexter_cli.evaluation.paper; against all the humans at once)
+PAPER_METRICS = ("paper_dyn_consistency_std", "paper_dyn_ramp_cor", "paper_async_pitch_cor",
+                 "paper_dyn_consistency_std_reldev", "paper_dyn_ramp_cor_reldev", "paper_async_pitch_cor_reldev",
+                 "paper_tempo_kde_kl", "paper_velocity_kde_kl", "paper_timing_kde_kl", "paper_articulation_kde_kl",
+                 "paper_pedal_kde_kl")
+METRICS = (CURVE_METRICS + NOTE_METRICS + FEATURE_METRICS + DYNAMICS_METRICS + VOICING_METRICS + LEVEL_METRICS
+           + PAPER_METRICS)
 DYN_LEVELS = ("dyn_ppp", "dyn_pp", "dyn_p", "dyn_mp", "dyn_mf", "dyn_f", "dyn_ff", "dyn_fff")  # softest first
 TEMPO_CLIP = 4.0  # per-onset tempo kept within [median / 4, median * 4]
 # a tempo curve whose log varies less than this (1 %) is flat: below a listener's threshold for a tempo

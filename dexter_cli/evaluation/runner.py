@@ -24,6 +24,7 @@ from .metrics import METRICS, Performance, dynamics_levels, human_ceiling, score
 from .pieces import Piece, Selection, list_pieces, store_pieces
 from .baselines import make_renderer
 from .levels import human_level_ceiling, level_metrics, summarise_levels
+from .paper import human_paper_ceiling, paper_metrics
 from .report import EvaluationReport
 from .statistics import _finite_stat, _nanmedian, against_references, ratios_to_human
 
@@ -67,6 +68,7 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
     ceiling = human_ceiling(piece.onset_beat, piece.humans, level)
     if ceiling is not None:
         ceiling.update(human_level_ceiling(piece.onset_beat, piece.humans))
+        ceiling.update(human_paper_ceiling(piece.onset_beat, piece.humans, piece.s_codec, S_CODEC_NAMES))
     if ceiling is None:
         problems.append(f"{piece.key}: one human performance only, no human-to-human reference")
     rows = [{"piece": piece.key, "renderer": "human", "n_humans": len(piece.humans),
@@ -79,7 +81,9 @@ def evaluate_piece(piece: Piece, made: dict) -> tuple[list[dict], list[str], dic
                        for perf in (out if isinstance(out, list) else [out])]
             preds[spec] = samples[0]
             rows_k = [{**score_against_humans(piece.onset_beat, perf, piece.humans, level),
-                       **level_metrics(piece.onset_beat, perf, piece.humans)} for perf in samples]
+                       **level_metrics(piece.onset_beat, perf, piece.humans),
+                       **paper_metrics(piece.onset_beat, perf, piece.humans, piece.s_codec, S_CODEC_NAMES)}
+                      for perf in samples]
             row = rows_k[0] if len(rows_k) == 1 else {k: _finite_stat([r[k] for r in rows_k], np.mean) for k in METRICS}
         except DexterError as exc:
             problems.append(f"{spec} on {piece.key}: {exc}")

@@ -59,7 +59,7 @@ def ratios_to_human(per_piece: list[dict], renderer: str, metrics: tuple[str, ..
     return out
 
 
-LOWER_IS_BETTER = ("_err", "_dev", "_kl")  # metric suffixes of errors, deviations and divergences
+LOWER_IS_BETTER = ("_err", "_dev", "_reldev", "_kl")  # metric suffixes of errors, deviations and divergences
 REFERENCES = ("deadpan", "linear")  # the quality bar: clearly above deadpan and above the linear reference
 
 
