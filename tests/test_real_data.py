@@ -120,6 +120,69 @@ def test_s_codec_vocabulary_is_fixed_and_rows_follow_canonical_order(shared_data
     assert fa[:, dyn].any()  # K331 has dynamics markings
 
 
+def _atepp_tree(shared_datasets: Path, root: Path, with_metadata: bool) -> Path:
+    """ATEPP's own layout, <piece>/<perf_id>.mid and <piece>/<perf_id>/align.csv, made of links to
+    the shared parangonada files; 00103's alignment is made weak (a third of its matches undone)."""
+    src = shared_datasets / "asap" / BWV848
+    piece = root / "Johann_Sebastian_Bach" / "Fugue_in_C-sharp_BWV_848"
+    piece.mkdir(parents=True)
+    os.symlink(src / "xml_score.musicxml", piece / "musicxml_cleaned.musicxml")
+    for perf_id, name in (("00101", "Lee01M"), ("00102", "Lin04M"), ("00103", "Denisova06M")):
+        os.symlink(src / f"{name}.mid", piece / f"{perf_id}.mid")
+        (piece / perf_id).mkdir()
+        align = src / f"{name}_note_alignments" / "parangonada_data" / "align.csv"
+        if perf_id == "00103":
+            lines = align.read_text().splitlines()
+            weak = [ln.replace(",0,", ",1,", 1) if i % 3 else ln for i, ln in enumerate(lines[1:])]
+            (piece / perf_id / "align.csv").write_text("\n".join([lines[0], *weak]) + "\n")
+        else:
+            os.symlink(align, piece / perf_id / "align.csv")
+    (piece / "00101" / "zalign.csv").write_text("not an alignment\n")  # the original's pattern skips z*
+    if with_metadata:
+        rel = piece.relative_to(root).as_posix()
+        (root / "ATEPP-metadata-1.1.csv").write_text(
+            "artist,midi_path,score_path\n"
+            f"Lee,{rel}/00101.mid,{rel}/musicxml_cleaned.musicxml\n"
+            f"Denisova,{rel}/00103.mid,{rel}/musicxml_cleaned.musicxml\n"
+            f"Nobody,{rel}/00102.mid,\n")  # a transcription without a score
+    return piece
+
+
+@pytest.mark.parametrize("with_metadata", [False, True])
+def test_atepp_in_its_own_layout(shared_datasets, asap_store, tmp_path, with_metadata):
+    import json
+
+    _atepp_tree(shared_datasets, tmp_path / "ATEPP-1.1", with_metadata)
+    d = discover(resolve_roots(tmp_path, ["atepp"], {}))[0]
+    found = {s.name: s for s in d.sources}
+    assert set(found) == ({"00101", "00103"} if with_metadata else {"00101", "00102", "00103"})
+    assert {s.piece for s in d.sources} == {"Johann_Sebastian_Bach/Fugue_in_C-sharp_BWV_848"}
+    if with_metadata:
+        assert d.problems == [] or all("no score" in p for p in d.problems)
+        assert any("00102" in p for p in d.problems)
+    run = run_codec(tmp_path / "s", CodecOptions(datasets_root=tmp_path, datasets=["atepp"], max_note_seq=300))
+    st = CodecStore(run.store)
+    assert {r["performance"] for r in st.index} == {"00101"} | (set() if with_metadata else {"00102"})
+    errors = [json.loads(ln) for ln in (run.store / "errors.jsonl").read_text().splitlines()]
+    assert [e["performance"] for e in errors] == ["00103"] and "weak alignment" in errors[0]["reason"]
+    # the same codec as the ASAP layout gives the same performance
+    lee = [i for i, r in enumerate(asap_store.index) if r["performance"] == "Lee01M"]
+    mine = [i for i, r in enumerate(st.index) if r["performance"] == "00101"]
+    np.testing.assert_allclose(np.asarray(st.p_codec[mine]), np.asarray(asap_store.p_codec[lee]), atol=1e-6)
+
+
+def test_cep_features_at_the_vienna_location(shared_datasets, tmp_path):
+    from dexter_cli.data.layouts import PerformanceSource
+
+    root = tmp_path / "vienna4x22"
+    (root / "cep_features").mkdir(parents=True)
+    match = shared_datasets / "vienna4x22" / "match" / "Mozart_K331_1st-mov_p01.match"
+    src = PerformanceSource("vienna422", "Mozart_K331_1st-mov", "p01", match, match, None, root)
+    assert src.cep_csv.name == "Mozart_K331_1st-mov_p01_cep_features.csv"  # none yet: dexter's own place
+    (root / "cep_features" / "Mozart_K331_1st-mov_p01.csv").write_text("frame_start_time\n")
+    assert src.cep_csv == root / "cep_features" / "Mozart_K331_1st-mov_p01.csv"
+
+
 def test_cep_features_are_read_when_the_csv_exists(shared_datasets, tmp_path):
     piece = shared_datasets / "asap" / BWV848
     root = tmp_path / "atepp" / "Bach" / "bwv_848"

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DexterError
-from .encode import encode_performance, load_performance_and_alignment, matched_pairs, needs_unfolding
+from .encode import (check_automatic_alignment, encode_performance, load_performance_and_alignment, matched_pairs,
+                     needs_unfolding)
 from .layouts import Discovery, PerformanceSource
 from .parts import Parts
 from .scores import LoadedScore, parse_score, prepare_score, score_features
@@ -74,6 +75,8 @@ def encode_source(src: PerformanceSource, parts: Parts, window_beats: float = 4.
               "file": str(src.performance)}
     try:
         perf, alignment = load_performance_and_alignment(src)
+        if src.dataset == "atepp":
+            check_automatic_alignment(alignment)
         plain = _score(src.score, False)
         unfold = needs_unfolding(matched_pairs(alignment), plain.note_ids)
         score = _score(src.score, True) if unfold else plain

@@ -22,6 +22,8 @@ from .scores import LoadedScore
 
 # an alignment may name a few ids the files lack; more than this and it is wrong
 MAX_UNKNOWN_ID_FRACTION = 0.1
+# ATEPP's alignments are automatic: one matching fewer of its notes than this is dropped, as the original does
+MIN_AUTOMATIC_MATCHED = 0.5
 # median tempo outside this range (BPM) means a broken alignment or MIDI
 TEMPO_RANGE_BPM = (10.0, 600.0)
 
@@ -56,13 +58,28 @@ def load_performance_and_alignment(src: PerformanceSource) -> tuple[object, list
                 perf, alignment = pt.load_match(str(src.performance))
             else:
                 perf = pt.load_performance_midi(str(src.performance))
-                if src.alignment.name == "align.csv":
+                if src.alignment.suffix == ".csv":  # parangonar (ATEPP)
                     alignment = load_parangonada_alignment(str(src.alignment))
                 else:
                     alignment = load_alignment_from_ASAP(str(src.alignment))
     except Exception as exc:
         raise SkipPerformance(f"unreadable performance or alignment: {type(exc).__name__}: {exc}") from exc
     return perf, list(alignment)
+
+
+def check_automatic_alignment(alignment: list[dict]) -> None:
+    """Refuse an automatic alignment that matches under :data:`MIN_AUTOMATIC_MATCHED` of its entries
+    (matches, deletions and insertions).
+
+    Raises
+    ------
+    SkipPerformance
+        A weak alignment, with its share.
+    """
+    share = len(matched_pairs(alignment)) / max(len(alignment), 1)
+    if share < MIN_AUTOMATIC_MATCHED:
+        raise SkipPerformance(f"weak alignment: {100 * share:.0f}% of its notes matched "
+                              f"(automatic alignments need {100 * MIN_AUTOMATIC_MATCHED:.0f}%)")
 
 
 def matched_pairs(alignment: list[dict]) -> list[tuple[str, str]]:

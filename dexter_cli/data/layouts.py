@@ -14,14 +14,21 @@ vienna422
     ``match/<piece>_pNN.match`` (performance + alignment) and
     ``musicxml/<piece>.musicxml``.
 atepp
-    parangonada ``align.csv`` per performance, the performance MIDI beside it
-    (or in a parent folder, named after the alignment folder) and the score in
-    the piece folder.
+    ATEPP's own: ``<piece>/<perf_id>/align.csv`` (parangonar's alignment, found as the original
+    finds it, ``**/[!z]*n.csv``), the performance ``<piece>/<perf_id>.mid`` and the piece's
+    ``*.musicxml``, ``*.mxl`` or ``*.xml``; with ``ATEPP-metadata*.csv`` at the root, its
+    ``midi_path`` and ``score_path`` columns pair each performance with its score. Also the
+    parangonada files of other layouts: the MIDI beside ``align.csv`` or in a parent folder named
+    after the alignment folder (ASAP's ``<perf>_note_alignments/parangonada_data/``).
+
+A performance's mid-level feature CSV is ``<perf>_cep_features.csv`` beside it, or, for
+Vienna 4x22, ``cep_features/<piece>_pNN.csv`` at the dataset root.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,6 +46,8 @@ DEFAULT_DIRS: dict[str, tuple[str, ...]] = {
     "atepp": ("atepp", "ATEPP", "ATEPP-1.1"),
 }
 SCORE_SUFFIXES = (".musicxml", ".mxl", ".xml", ".mei", ".krn")
+ATEPP_ALIGNMENT = "[!z]*n.csv"  # the original's pattern for parangonar's align.csv
+ATEPP_METADATA = "ATEPP-metadata*.csv"
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,11 @@ class PerformanceSource:
 
     @property
     def cep_csv(self) -> Path:
-        """Where a mid-level perceptual feature CSV for this performance would be."""
-        return self.performance.with_name(self.performance.stem + "_cep_features.csv")
+        """Where this performance's mid-level perceptual feature CSV is, or would be:
+        ``<perf>_cep_features.csv`` beside it, else Vienna 4x22's ``cep_features/<piece>_pNN.csv``."""
+        beside = self.performance.with_name(self.performance.stem + "_cep_features.csv")
+        vienna = self.root / "cep_features" / f"{self.performance.stem}.csv"
+        return vienna if self.dataset == "vienna422" and not beside.is_file() and vienna.is_file() else beside
 
 
 @dataclass
@@ -174,13 +186,13 @@ def discover(roots: dict[str, Path | None]) -> list[Discovery]:
     return found
 
 
-def _find(root: Path, filename: str) -> list[Path]:
-    """Every file called ``filename`` under ``root``, following symbolic links, sorted."""
+def _find(root: Path, pattern: str) -> list[Path]:
+    """Every file whose name matches ``pattern`` (a file name or a glob) under ``root``,
+    following symbolic links, sorted."""
     found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs.sort()
-        if filename in files:
-            found.append(Path(folder) / filename)
+        found += [Path(folder) / f for f in fnmatch.filter(files, pattern)]
     return sorted(found)
 
 
@@ -261,12 +273,13 @@ def _find_score(folder: Path) -> Path | None:
     return cands[0] if len(cands) == 1 else None
 
 
-def _atepp_midi(csv: Path) -> Path | None:
-    """The MIDI beside an alignment, or in a parent folder named after the alignment folder."""
-    mids = sorted(csv.parent.glob("*.mid")) + sorted(csv.parent.glob("*.midi"))
+def _atepp_midi(csv_path: Path) -> Path | None:
+    """The MIDI beside an alignment, or in a parent folder named after the alignment folder
+    (``<piece>/<perf_id>/align.csv`` -> ``<piece>/<perf_id>.mid``)."""
+    mids = sorted(csv_path.parent.glob("*.mid")) + sorted(csv_path.parent.glob("*.midi"))
     if len(mids) == 1:
         return mids[0]
-    for folder in list(csv.parents)[1:4]:
+    for folder in list(csv_path.parents)[:4]:
         stems = [folder.name[: -len(sfx)] for sfx in ("_note_alignments", "_alignment") if folder.name.endswith(sfx)]
         for stem in stems + [folder.name]:
             for ext in (".mid", ".midi"):
@@ -275,21 +288,48 @@ def _atepp_midi(csv: Path) -> Path | None:
     return None
 
 
+def _atepp_metadata(root: Path) -> dict[str, str] | None:
+    """MIDI path -> score path (both relative to the root) from ATEPP's metadata CSV, or None
+    without one. Rows without a score (most of ATEPP's transcriptions) are left out."""
+    found = sorted(root.glob(ATEPP_METADATA))
+    if not found:
+        return None
+    try:
+        with open(found[-1], newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DexterError(f"{found[-1]} is not a UTF-8 CSV file ({type(exc).__name__}); restore it or remove it") from exc
+    if rows and not {"midi_path", "score_path"} <= set(rows[0]):
+        raise DexterError(f"{found[-1].name} has no midi_path and score_path columns")
+    return {r["midi_path"].strip("/"): r["score_path"].strip("/") for r in rows
+            if (r.get("midi_path") or "").strip() and (r.get("score_path") or "").strip()}
+
+
 def _discover_atepp(root: Path) -> Discovery:
     disc = Discovery("atepp", root)
-    for align in _find(root, "align.csv"):
-        midi = _atepp_midi(align)
-        name = midi.stem if midi else None
+    scores = _atepp_metadata(root)
+    for align in _find(root, ATEPP_ALIGNMENT):
         rel = align.relative_to(root).as_posix()
+        midi = _atepp_midi(align)
         if midi is None:
             disc.problems.append(f"{rel}: no performance MIDI beside it")
             continue
-        score = _find_score(midi.parent)
-        if score is None:
-            disc.problems.append(f"{rel}: no single score file in {midi.parent.relative_to(root).as_posix() or '.'}")
+        midi_rel = midi.relative_to(root).as_posix()
+        if scores is not None and midi_rel in scores:
+            score = root / scores[midi_rel]
+            if not score.is_file():
+                disc.problems.append(f"{rel}: the metadata's score {scores[midi_rel]} is missing")
+                continue
+        elif scores is not None:
+            disc.problems.append(f"{rel}: {midi_rel} has no score in {ATEPP_METADATA}")
             continue
-        piece = midi.parent.relative_to(root).as_posix() or midi.parent.name
-        disc.sources.append(PerformanceSource("atepp", piece, name, score, midi, align, root))
+        else:
+            score = _find_score(midi.parent)
+            if score is None:
+                disc.problems.append(f"{rel}: no single score file in {midi.parent.relative_to(root).as_posix() or '.'}")
+                continue
+        piece = score.parent.relative_to(root).as_posix() or score.parent.name
+        disc.sources.append(PerformanceSource("atepp", piece, midi.stem, score, midi, align, root))
     if not disc.sources and not disc.problems:
-        disc.note = "no parangonada align.csv found"
+        disc.note = f"no parangonar alignment ({ATEPP_ALIGNMENT}) found"
     return disc
