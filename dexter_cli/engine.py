@@ -21,7 +21,7 @@ one, mu = 0.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 
@@ -38,6 +38,18 @@ from .sampling import SamplingOptions
 
 Callback = Callable[[int, int, torch.Tensor], None]
 Wrap = Callable[[Callable], Callable]
+Draws = Union[torch.Generator, Sequence[torch.Generator]]  # one generator, or one per example
+
+
+def per_example(generator: torch.Generator | Sequence[torch.Generator], n: int) -> list[torch.Generator]:
+    """``n`` generators, one per example: ``generator`` itself when it is a list of ``n``, else
+    ``n`` seeded from it."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != n:
+            raise DexterError(f"{len(generator)} generators for a batch of {n}")
+        return list(generator)
+    seeds = torch.randint(0, 2 ** 62, (n,), generator=generator).tolist()
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 class Expression:
     """Denoiser + codec normalisation + diffusion settings + prior mean.
@@ -113,26 +125,34 @@ class Expression:
         return self.prior(s, mask)
 
     # training ---------------------------------------------------------------
-    def loss(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
-        """DExter's loss on one batch (random t, noise and condition dropout from ``generator``)."""
+    def loss(self, batch: dict, generator: Draws, device: torch.device | str = "cpu",
+             notes: float | None = None) -> dict:
+        """DExter's loss on one batch (random t, noise and condition dropout from ``generator``).
+
+        ``notes``: the number of played notes the loss is a mean over (default this batch's); a part
+        of a larger batch (a micro-batch, one process's share) passes the whole batch's, so that the
+        parts' gradients add up to the whole batch's."""
         d = self.training_draw(batch, generator, device)
         out = self.denoise(d["x_t"], d["t"], d["cond"])
         return diffusion_loss(out, d["x0"], d["x_t"], d["noise"], d["ab"], d["cond"]["mask"], self.prediction,
-                              self.recon_weight)
+                              self.recon_weight, notes=notes)
 
-    def training_draw(self, batch: dict, generator: torch.Generator, device: torch.device | str = "cpu") -> dict:
+    def training_draw(self, batch: dict, generator: Draws, device: torch.device | str = "cpu") -> dict:
         """One draw of the training distribution for a batch: the step ``t``, the conditions ``cond``
         after dropout, the clean residual ``x0`` = p - mu(s), the ``noise`` (the source for transfer),
-        ``ab`` = alpha_bar_t and the noised ``x_t``; every random number from ``generator``, in a fixed
-        order (the loss, and the output-layer refit of scripts/research/headfit.py, see the same draws)."""
+        ``ab`` = alpha_bar_t and the noised ``x_t``. Each example draws from its own generator
+        (``generator``: one per example, or one that seeds them), in a fixed order, so that an example's
+        draws do not depend on the batch it is in (the loss, and the output-layer refit of
+        scripts/research/headfit.py, see the same draws)."""
         batch = {k: v.to(device) for k, v in batch.items()}
         B, C = batch["p_codec"].shape[0], batch["c_codec"].shape[-1]
-        t = torch.randint(0, self.schedule.T, (B,), generator=generator).to(device)
+        gens = per_example(generator, B)
+        t = torch.cat([torch.randint(0, self.schedule.T, (1,), generator=g) for g in gens]).to(device)
         # classifier-free guidance: drop the score, each control, and (often) all controls at once,
         # so that sampling with any subset of controls, none included, is in distribution
-        drop_s = (torch.rand(B, generator=generator) < self.cond_drop).to(device)
-        drop_c = torch.rand(B, C, generator=generator) < self.cond_drop
-        drop_c |= (torch.rand(B, 1, generator=generator) < self.cond_drop_all)
+        drop_s = (torch.cat([torch.rand(1, generator=g) for g in gens]) < self.cond_drop).to(device)
+        drop_c = torch.stack([torch.rand(C, generator=g) for g in gens]) < self.cond_drop
+        drop_c |= torch.stack([torch.rand(1, generator=g) for g in gens]) < self.cond_drop_all
         drop_c = (drop_c | ~self.norm.c_active[None]).to(device)
         cond = self.conditions(batch, drop_s, drop_c)
         mu = self.prior_mean(cond["s"], cond["mask"])  # prior mean mu(s) of the (undropped) score
@@ -140,7 +160,7 @@ class Expression:
         if self.target == "transfer":
             noise = self.norm.encode_p(batch["source_p"].float()) - mu
         else:
-            noise = torch.randn(x0.shape, generator=generator).to(device)
+            noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).to(device)
         ab = self.schedule.ab(t).to(device=device, dtype=x0.dtype)
         x_t = self.schedule.q_sample(x0, t, noise)
         return {"t": t, "cond": cond, "x0": x0, "noise": noise, "ab": ab, "x_t": x_t}

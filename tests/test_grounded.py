@@ -28,7 +28,7 @@ from dexter_cli.evaluation.metrics import Performance, compare, kl_divergence, o
 from dexter_cli.evaluation.metrics import pearson
 from dexter_cli.model import Denoiser
 from dexter_cli.model.normalize import CodecNormalizer
-from dexter_cli.train import batch_indices, get_lr, train
+from dexter_cli.train import batch_indices, example_generators, get_lr, train
 
 from .conftest import TINY
 from .synth import make_asap_tree
@@ -187,15 +187,17 @@ def test_each_optimiser_step_uses_the_scheduled_learning_rate(store, tmp_path, m
 # --- 3. gradient accumulation ------------------------------------------------------------------------
 
 def sgd_by_hand(cfg, store: Path, steps: int, lr: float) -> dict[str, torch.Tensor]:
-    """``steps`` steps of w -= lr * grad(mean loss over the step's batch of 4), from the seeded
-    initial model, over the batches training draws (written out here, no Accelerate, no optimiser)."""
+    """``steps`` steps of w -= lr * grad(the loss of the step's whole batch of 4: its mean over the
+    batch's played notes, each segment with its own draws), from the seeded initial model, over the
+    batches training draws (written out here, no Accelerate, no optimiser)."""
     st = CodecStore(store)
     data = SegmentSet(st, "train", synthetic=cfg.data.synthetic)
     torch.manual_seed(cfg.seed)
     expr = build_expression(cfg.model, st.meta["stats"], cfg.task)
     for step in range(steps):
         expr.model.zero_grad()
-        expr.loss(data.batch(batch_indices(step, len(data), 4, cfg.seed)), None)["loss"].backward()
+        batch = data.batch(batch_indices(step, len(data), 4, cfg.seed))
+        expr.loss(batch, example_generators(cfg.seed, step, 0, 4))["loss"].backward()
         with torch.no_grad():
             for p in expr.model.parameters():
                 if p.grad is not None:
@@ -204,21 +206,10 @@ def sgd_by_hand(cfg, store: Path, steps: int, lr: float) -> dict[str, torch.Tens
 
 
 def test_two_accumulated_micro_batches_make_the_step_of_one_big_batch(store, tmp_path, monkeypatch):
-    """The gradient of the mean loss over 4 segments is the mean of the two halves' gradients, so
-    grad_accum=2 and one batch of 4 must both reach w - lr * grad, worked out here step by step.
-    Two things that differ legitimately are held fixed: each segment's noise draw (the same per
-    segment, whatever batch it is in) and the optimiser (plain SGD, w -= lr g, which sees the
-    gradient's scale where Adam does not)."""
-    real = Expression.loss
-
-    def per_segment(self, batch, generator, device="cpu"):
-        n = batch["mask"].shape[0]
-        losses = [real(self, {k: v[i:i + 1] for k, v in batch.items()}, torch.Generator().manual_seed(0), device)["loss"]
-                  for i in range(n)]
-        loss = torch.stack(losses).mean()
-        return {"loss": loss, "diffusion": loss.detach(), "recon": loss.detach()}
-
-    monkeypatch.setattr(Expression, "loss", per_segment)
+    """The loss of a batch of 4 is its mean over the batch's played notes; each half's loss is its
+    share of that mean (its sum over the whole batch's count), so grad_accum=2 and one batch of 4
+    must both reach w - lr * grad, worked out here step by step with the real loss. The optimiser
+    is plain SGD (w -= lr g), which sees the gradient's scale where Adam does not."""
     monkeypatch.setattr(torch.optim, "AdamW", lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr))
     common = ["optim.lr=0.1", "optim.warmup_steps=1", "optim.max_steps=2", "optim.clip_grad=0",
               "optim.weight_decay=0", "eval.log_every=1"]
@@ -256,8 +247,8 @@ def test_best_is_the_step_with_the_lowest_logged_validation_loss(store, tmp_path
     real = Expression.loss
     script = iter([3.0, 1.0, 2.0, 0.5, 4.0])
 
-    def loss(self, batch, generator, device="cpu"):
-        out = real(self, batch, generator, device)
+    def loss(self, batch, generator, device="cpu", notes=None):
+        out = real(self, batch, generator, device, notes)
         return out if torch.is_grad_enabled() else {**out, "loss": torch.tensor(next(script))}  # validation
 
     monkeypatch.setattr(Expression, "loss", loss)

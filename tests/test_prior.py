@@ -162,8 +162,7 @@ def test_the_diffusion_is_relative_to_the_prior_and_linear_is_the_prior_alone(st
     expr.loss(batch, torch.Generator().manual_seed(5))
     plain.loss(batch, torch.Generator().manual_seed(5))
     mu = prior(expr.norm.encode_s(batch["s_codec"]), batch["mask"].float())
-    t = torch.randint(0, 1000, (3,), generator=torch.Generator().manual_seed(5))
-    ab = expr.schedule.ab(t).float().reshape(-1, 1, 1)
+    ab = expr.training_draw(batch, torch.Generator().manual_seed(5))["ab"].float().reshape(-1, 1, 1)  # the same t
     assert torch.allclose(plain.model.seen[-1] - expr.model.seen[-1], ab.sqrt() * mu, atol=1e-5)
 
 

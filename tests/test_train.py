@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dexter_cli.checkpoint import export_inference, load_inference
-from dexter_cli.config import TaskConfig
+from dexter_cli.config import TaskConfig, load_config
 from dexter_cli.data import CodecStore, CodecOptions, run_codec
 from dexter_cli.engine import load_expression
 from dexter_cli.errors import DexterError
@@ -97,18 +97,53 @@ def test_empty_train_split_is_refused(tmp_path):
         train(cfg_for(tmp_path / "s", tmp_path / "r"))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
-def test_two_process_cpu_launch(store_path, tmp_path):
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "dexter_cli", "train", "-q", *TINY, f"data.path={store_path}", f"run_dir={tmp_path / 'ddp'}",
-           "optim.batch_size=4", "optim.max_steps=4", "eval.every=4", "eval.log_every=2", "eval.steps=2",
-           "eval.sample_segments=1", "eval.valid_batches=1"]
+def test_two_ranks_train_to_the_weights_of_one_process(store_path, tmp_path):
+    """Two CPU processes (gloo, started by torch.distributed.run) with 2 segments each reach the
+    weights of one process with the batch of 4, within float tolerance: every segment draws the
+    same noise wherever it is, each rank's loss is its share of the batch's mean, and DDP averages."""
+    common = [*TINY, f"data.path={store_path}", "optim.batch_size=4", "optim.max_steps=4", "optim.warmup_steps=1",
+              "optim.lr=1e-2", "eval.checkpoint_every=4",
+              "eval.every=4", "eval.log_every=2", "eval.steps=2", "eval.sample_segments=1", "eval.valid_batches=1"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "dexter_cli", "train", "-q", *common, f"run_dir={tmp_path / 'ddp'}"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
-    recs = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    train(load_config(None, [*common, f"run_dir={tmp_path / 'one'}"]))
+    recs = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs if "loss" in r] == [2, 4]  # one writer: the main process
-    load_inference(tmp_path / "ddp" / "checkpoints" / "last")
+    assert {r["world_size"] for r in recs if "loss" in r} == {2}
+    from safetensors.torch import load_file
+
+    config, config_one = (load_inference(tmp_path / d / "checkpoints" / "last")[1] for d in ("ddp", "one"))
+    assert config["training"]["world_size"] == 2 and config_one["training"]["world_size"] == 1
+    two, one = (load_file(str(tmp_path / d / "state" / "model.safetensors")) for d in ("ddp", "one"))  # the raw weights
+    moved = max(float((one[k].float() - w).abs().max()) for k, w in _initial(tmp_path / "one").items())
+    assert moved > 1e-3  # the steps did something
+    for k in one:
+        assert torch.allclose(two[k], one[k], atol=1e-5), k
+    one_loss = [r["loss"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())
+                if "loss" in r]
+    assert [r["loss"] for r in recs if "loss" in r] == pytest.approx(one_loss, rel=1e-4)
+
+
+def _initial(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The seeded initial weights of a run's model."""
+    from dexter_cli.config import load_config as _load
+    from dexter_cli.engine import build_expression
+
+    cfg = _load(run_dir / "config.yaml", [])
+    torch.manual_seed(cfg.seed)
+    st = CodecStore(cfg.data.path)
+    return {k: v.float() for k, v in build_expression(cfg.model, st.meta["stats"], cfg.task).model.state_dict().items()}
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(store_path, tmp_path, monkeypatch):
@@ -117,8 +152,8 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(store_path, tmp_path, mo
     real = engine.Expression.loss
     calls = {"n": 0}
 
-    def flaky(self, batch, generator, device="cpu"):
-        out = real(self, batch, generator, device)
+    def flaky(self, batch, generator, device="cpu", notes=None):
+        out = real(self, batch, generator, device, notes)
         calls["n"] += 1
         if calls["n"] in (3, 4):  # two bad steps, then healthy again
             out = {**out, "loss": out["loss"] * float("nan")}
@@ -130,7 +165,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(store_path, tmp_path, mo
     from safetensors.torch import load_file
     assert all(torch.isfinite(v).all() for v in load_file(str(tmp_path / "a/state/model.safetensors")).values())
 
-    monkeypatch.setattr(engine.Expression, "loss", lambda self, b, g, device="cpu": {
+    monkeypatch.setattr(engine.Expression, "loss", lambda self, b, g, device="cpu", notes=None: {
         "loss": torch.tensor(float("nan"), requires_grad=True), "diffusion": torch.tensor(0.0), "recon": torch.tensor(0.0)})
     with pytest.raises(DexterError, match="non-finite losses in a row"):
         train(cfg_for(store_path, tmp_path / "b", "optim.max_nonfinite=3"))

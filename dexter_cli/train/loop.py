@@ -29,7 +29,7 @@ from ..errors import DexterError
 from ..evaluation.segments import segment_curve_scores
 from ..prior import Prior
 from ..sampling import SamplingOptions
-from .schedule import batch_indices, ema_decay_at, get_lr, step_generator
+from .schedule import batch_indices, ema_decay_at, example_generators, get_lr, step_generator
 from .setup import _check_same, _datasets, check_finite_store, checkpoint_config, fit_prior, load_init
 
 Progress = Callable[[int, int, dict], None]
@@ -83,7 +83,8 @@ class Run:
                                                               len(meta["c_codec_names"]))
         check_writable(Path(cfg.run_dir) / "config.yaml", "run folder")  # before the model, not at the first save
         cuda = torch.cuda.is_available()
-        run = cls(cfg, store, Accelerator(mixed_precision=cfg.optim.mixed_precision if cuda else "no"), t_start)
+        # on CPUs, cpu=True lets processes started by torch.distributed.run or accelerate launch meet over gloo
+        run = cls(cfg, store, Accelerator(mixed_precision=cfg.optim.mixed_precision if cuda else "no", cpu=not cuda), t_start)
         state = run._resume_state() if resume else None
         if not resume and run.state_dir.exists():
             raise DexterError(f"{run.run_dir} already holds a training run: pass --resume, or choose another --run-dir")
@@ -161,18 +162,24 @@ class Run:
         micro = per_rank // cfg.optim.grad_accum
         rank = acc.process_index
         idx = batch_indices(self.step, len(self.train_set), cfg.optim.batch_size, cfg.seed)[rank * per_rank:(rank + 1) * per_rank]
-        gen = step_generator(cfg.seed, self.step, rank)
-        total, out = 0.0, {}
-        for m in range(cfg.optim.grad_accum):
+        batches = [self.train_set.batch(idx[m * micro:(m + 1) * micro]) for m in range(cfg.optim.grad_accum)]
+        # every part's loss is a share of the whole batch's mean: its sum over the batch's played notes,
+        # times the processes (whose gradients DDP averages), so the parts add up to one big batch
+        mine = torch.tensor(float(sum(b["mask"].sum() for b in batches)), device=acc.device)
+        notes = acc.reduce(mine, "sum").item() / acc.num_processes
+        total, terms = 0.0, {"diffusion": 0.0, "recon": 0.0}
+        for m, batch in enumerate(batches):
+            gens = example_generators(cfg.seed, self.step, rank * per_rank + m * micro, micro)
             with acc.autocast():
-                out = self.expr.loss(self.train_set.batch(idx[m * micro:(m + 1) * micro]), gen, acc.device)
+                out = self.expr.loss(batch, gens, acc.device, notes=notes)
             finite = torch.tensor(float(torch.isfinite(out["loss"]).item()), device=acc.device)
             if acc.reduce(finite, "min").item() < 1:
                 return self._skip()
             last = m + 1 == cfg.optim.grad_accum
             with contextlib.nullcontext() if last else acc.no_sync(self.model):
-                acc.backward(out["loss"] / cfg.optim.grad_accum)
-            total += out["loss"].item() / cfg.optim.grad_accum
+                acc.backward(out["loss"])
+            total += out["loss"].item()
+            terms = {k: v + out[k].item() for k, v in terms.items()}
         self.consecutive_bad = 0
         self.good_steps += 1
         if cfg.optim.clip_grad > 0:
@@ -181,7 +188,7 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         self._update_ema()
         self.step += 1
-        return {"loss": total, "lr": lr, **{k: v.item() for k, v in out.items() if k in ("diffusion", "recon")}}
+        return {"loss": total, "lr": lr, **terms}
 
     def _skip(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -236,7 +243,7 @@ class Run:
         """The EMA weights and the prior as the inference checkpoint ``checkpoints/<name>``."""
         tensors = {**self.ema, **(self.prior.state_dict() if self.prior is not None else {})}
         config = checkpoint_config(self.cfg, self.store, self.step, self.stats, train_segments=len(self.train_set),
-                                   **self.init_facts, **facts)
+                                   world_size=self.acc.num_processes, **self.init_facts, **facts)
         export_inference(self.run_dir / "checkpoints" / name, tensors, config)
 
     def save(self) -> None:
@@ -319,7 +326,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                     now = time.perf_counter()
                     rate = steps_since / max(now - t_last, 1e-9)
                     t_last, steps_since = now, 0
-                    record = {"step": run.step, **out, "it_s": rate, "segments_s": rate * cfg.optim.batch_size}
+                    record = {"step": run.step, **out, "it_s": rate, "segments_s": rate * cfg.optim.batch_size,
+                              "world_size": run.acc.num_processes}
                     run.log(record)
                     if progress and run.acc.is_main_process:
                         progress(run.step, max_steps, record)

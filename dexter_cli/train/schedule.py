@@ -36,6 +36,13 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, step]).integers(0, n, size=batch_size)
 
 
+def example_generators(seed: int, step: int, start: int, n: int) -> list[torch.Generator]:
+    """The RNGs of the examples at positions ``start .. start + n - 1`` of ``step``'s global batch
+    (noise, t, condition dropout): an example draws the same whichever process or micro-batch has it."""
+    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, start + i, 3]).generate_state(1)[0]))
+            for i in range(n)]
+
+
 def step_generator(seed: int, step: int, rank: int, offset: int = 0) -> torch.Generator:
     """The RNG of one step on one process (noise, t, condition dropout)."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, rank, offset]).generate_state(1)[0]))
