@@ -1,6 +1,6 @@
 """Ship a trained checkpoint as the bundled default model (dexter_cli/assets/default).
 
-    python scripts/bundle_model.py runs/default/checkpoints/best [--name dexter-default-v12] [--hardware "..."]
+    python scripts/bundle_model.py runs/default/checkpoints/best [--out DIR] [--name dexter-default-v12] [--hardware "..."]
                                    [--fact KEY=VALUE ...] [--guidance W] [--temperature T] [--steps S]
                                    [--dtype float32|float16] [--spread TEMPO,VELOCITY[,VOICING]]
                                    [--curves sample|mean]
@@ -63,6 +63,8 @@ def main() -> None:
                          "sample records none")
     ap.add_argument("--dtype", choices=("float32", "float16"), default=None,
                     help="how the weights are stored (float16: half the size); default: as the checkpoint stores them")
+    ap.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT,
+                    help="where to write it (default the bundled model's folder; elsewhere: a candidate to evaluate)")
     args = ap.parse_args()
     state, config = load_inference(Path(args.checkpoint))
     facts = config["training"]
@@ -97,11 +99,11 @@ def main() -> None:
     dtype = args.dtype or config.get("weights_dtype", "float32")
     if dtype not in ("float32", "float16"):
         ap.error(f"the checkpoint stores its weights as {dtype}: give --dtype float32 or float16")
-    export_inference(DEFAULT_CHECKPOINT, state, config, dtype=getattr(torch, dtype))  # writes format, dtype, sha256
-    expr, cfg = load_expression(None)
-    size = sum(f.stat().st_size for f in DEFAULT_CHECKPOINT.iterdir())
+    export_inference(args.out, state, config, dtype=getattr(torch, dtype))  # writes format, dtype, sha256
+    expr, cfg = load_expression(None if args.out == DEFAULT_CHECKPOINT else str(args.out))
+    size = sum(f.stat().st_size for f in args.out.iterdir())
     print(f"bundled {facts['name']}: step {cfg['training']['step']}, sampling defaults {cfg.get('sampling', {})}, "
-          f"weights {cfg['weights_dtype']}, {size / 1e6:.2f} MB in {DEFAULT_CHECKPOINT}")
+          f"weights {cfg['weights_dtype']}, {size / 1e6:.2f} MB in {args.out}")
 
 
 if __name__ == "__main__":
