@@ -1,7 +1,7 @@
 """Refit an inference checkpoint's output layer by least squares on its frozen trunk.
 
     python scripts/research/refit_head.py CHECKPOINT OUT [--rows 2,3] [--data data/codec_N=300_mixup]
-                                 [--passes 1] [--seed 0] [--ridge 1e-3] [--name NAME]
+                                 [--passes 1] [--seed 0] [--ridge 1e-3] [--name NAME] [--max-segments N]
 
 A short run's weight average comes out shrunk (``scripts/research/headfit.py``). This sums the output
 layer's normal equations over the store's train segments (mixup included, as the model trained),
@@ -20,6 +20,8 @@ import argparse
 import copy
 import time
 from pathlib import Path
+
+import numpy as np
 
 from dexter_cli.checkpoint import export_inference
 from dexter_cli.data.codec import P_CODEC_NAMES
@@ -40,6 +42,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ridge", type=float, default=1e-3)
     ap.add_argument("--name", default=None, help="the model name recorded in the config (default: the source's + '-head')")
+    ap.add_argument("--max-segments", type=int, default=None,
+                    help="draw at most this many train segments (with --seed), to bound the time on a large store")
     args = ap.parse_args()
     rows = [int(r) for r in args.rows.split(",")]
     check_rows(rows, len(P_CODEC_NAMES), "--rows")  # before the long draw
@@ -53,8 +57,10 @@ def main() -> None:
         if done % 50 == 0 or done == total:
             print(f"\r{done}/{total} batches, {time.perf_counter() - t0:.0f} s", end="", flush=True)
 
-    eq = normal_equations(expr, SegmentSet(store, "train", synthetic=True), passes=args.passes, seed=args.seed,
-                          progress=report)
+    train = SegmentSet(store, "train", synthetic=True)
+    if args.max_segments is not None and len(train) > args.max_segments:
+        train.indices = np.sort(np.random.default_rng(args.seed).choice(train.indices, args.max_segments, replace=False))
+    eq = normal_equations(expr, train, passes=args.passes, seed=args.seed, progress=report)
     print(f"\n{eq.notes} notes drawn")
     weight, bias = solve_output_layer(eq, args.ridge)
     old = output_layer(expr)
@@ -72,7 +78,7 @@ def main() -> None:
     source = facts.get("name", str(args.checkpoint))
     facts.update({"name": args.name or f"{source}-head", "head_refit": {
         "from": source, "rows": rows, "data": str(args.data), "passes": args.passes, "seed": args.seed,
-        "ridge": args.ridge, "notes": eq.notes, "slope_before": [round(float(s), 4) for s in eq.slope()],
+        "ridge": args.ridge, "max_segments": args.max_segments, "notes": eq.notes, "slope_before": [round(float(s), 4) for s in eq.slope()],
         "seconds": round(time.perf_counter() - t0, 1)}})
     export_inference(args.out, with_output_rows(state, rows, weight, bias), config)
     print(f"wrote {args.out}")
