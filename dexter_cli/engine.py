@@ -42,8 +42,24 @@ Draws = Union[torch.Generator, Sequence[torch.Generator]]  # one generator, or o
 
 
 def per_example(generator: torch.Generator | Sequence[torch.Generator], n: int) -> list[torch.Generator]:
-    """``n`` generators, one per example: ``generator`` itself when it is a list of ``n``, else
-    ``n`` seeded from it."""
+    """One generator per example.
+
+    Parameters
+    ----------
+    generator : torch.Generator or sequence of torch.Generator
+        One generator, which seeds ``n`` new ones, or ``n`` generators, used as they are.
+    n : int
+        The batch size.
+
+    Returns
+    -------
+    list of torch.Generator
+
+    Raises
+    ------
+    DexterError
+        A sequence whose length is not ``n``.
+    """
     if isinstance(generator, (list, tuple)):
         if len(generator) != n:
             raise DexterError(f"{len(generator)} generators for a batch of {n}")

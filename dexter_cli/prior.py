@@ -12,9 +12,9 @@ mean features over about a segment (:data:`LEVEL_WIDTH` notes: the share of each
 note values, density, meter, register) to what the first leaves over. It is what sets a piece's
 tempo and loudness: the within fit cannot, and a network that sees one segment reads it poorly.
 
-With a prior (``task.prior: context``) the diffusion runs over the residual x0 = p - mu(s) and a
-sample is mu(s) + x0_hat (:mod:`dexter_cli.engine`); ``dexter evaluate``'s ``linear`` baseline is
-mu(s) alone. The weights travel in the checkpoint's safetensors as ``prior.weights`` and
+With a prior (``task.prior: context`` or ``level``) the diffusion runs over the residual
+x0 = p - mu(s) and a sample is mu(s) + x0_hat (:mod:`dexter_cli.engine`); ``dexter evaluate``'s
+``linear`` baseline is the context prior alone, fitted on the store it evaluates. The weights travel in the checkpoint's safetensors as ``prior.weights`` and
 ``prior.widths`` (:meth:`Prior.state_dict`).
 """
 
@@ -97,8 +97,10 @@ class Prior:
         level, width = state.get(f"{PRIOR_PREFIX}level"), state.get(f"{PRIOR_PREFIX}level_width")
         if (level is None) != (width is None):
             raise DexterError("the checkpoint's prior level is incomplete (prior.level and prior.level_width go together)")
-        if level is not None and (level.dim() != 2 or (level.shape[0] - 1) * (1 + len(widths)) != w.shape[0] - 1):
-            raise DexterError(f"the checkpoint's prior level ({tuple(level.shape)}) does not fit its weights")
+        if level is not None and (level.dim() != 2 or (level.shape[0] - 1) * (1 + len(widths)) != w.shape[0] - 1
+                                  or level.shape[1] != w.shape[1] or int(width.reshape(-1)[0]) < 1):
+            raise DexterError(f"the checkpoint's prior level ({tuple(level.shape)}, width {width.tolist()}) does not "
+                              f"fit its weights ({tuple(w.shape)})")
         return cls(w, widths, level, int(width.reshape(-1)[0]) if width is not None else LEVEL_WIDTH)
 
     @classmethod
@@ -165,7 +167,7 @@ def fit_within(store: CodecStore, alpha: float, widths: tuple[int, ...], max_row
     XtX_w, XtY_w = XtX - (Sx / n).T @ Sx, XtY - (Sx / n).T @ Sy
     k = XtX.shape[0] - 1  # the bias column is 0 once centred: solve without it
     W = np.zeros((k + 1, XtY.shape[1]))
-    W[:k] = np.linalg.solve(XtX_w[:k, :k] + alpha * np.eye(k), XtY_w[:k])
+    W[:k] = _solve(XtX_w[:k, :k] + alpha * np.eye(k), XtY_w[:k], alpha)
     total = n.sum()
     W[k] = Sy.sum(0) / total - (Sx.sum(0)[:k] / total) @ W[:k]
     return W
@@ -175,8 +177,31 @@ def fit_level(store: CodecStore, weights: np.ndarray, alpha: float, widths: tupl
               max_rows: int | None = 400_000, seed: int = 0, segments: np.ndarray | None = None,
               stats: dict | None = None) -> np.ndarray:
     """The level part A (float64, last row the bias): a ridge, pooled across performances, from
-    :func:`level_features` to what the within fit ``weights`` leaves over (p - features @ W), with
-    penalty ``alpha`` on the centred regressors. See :meth:`Prior.fit` for the other parameters."""
+    :func:`level_features` to what the within fit ``weights`` leaves over (p - features @ W).
+
+    Parameters
+    ----------
+    store : CodecStore
+    weights : ndarray
+        W of :func:`fit_within`.
+    alpha : float
+        Ridge penalty on the centred regressors (the bias is not penalised).
+    widths : tuple of int
+        The moving averages of W's regressors.
+    width : int
+        The level part's moving average (:data:`LEVEL_WIDTH`).
+    max_rows, seed, segments, stats
+        As for :meth:`Prior.fit`.
+
+    Returns
+    -------
+    ndarray, shape (F + 1, p_dim)
+
+    Raises
+    ------
+    DexterError
+        No train segments, or a singular system (penalty 0).
+    """
     norm, idx = _fit_setup(store, segments, stats)
     W = torch.from_numpy(weights)
     k = W.shape[0]
@@ -193,9 +218,16 @@ def fit_level(store: CodecStore, weights: np.ndarray, alpha: float, widths: tupl
     n, j = ZtZ[-1, -1], ZtZ.shape[0] - 1  # the bias column's count; solve the centred equations without it
     mz, mr = ZtZ[-1, :j] / n, ZtR[-1] / n
     A = np.zeros((j + 1, ZtR.shape[1]))
-    A[:j] = np.linalg.solve(ZtZ[:j, :j] - n * np.outer(mz, mz) + alpha * np.eye(j), ZtR[:j] - n * np.outer(mz, mr))
+    A[:j] = _solve(ZtZ[:j, :j] - n * np.outer(mz, mz) + alpha * np.eye(j), ZtR[:j] - n * np.outer(mz, mr), alpha)
     A[j] = mr - mz @ A[:j]
     return A
+
+
+def _solve(lhs: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
+    try:
+        return np.linalg.solve(lhs, rhs)
+    except np.linalg.LinAlgError as exc:  # a constant score feature with no penalty
+        raise DexterError(f"the prior's ridge is singular at penalty {alpha:g}: use a penalty above 0") from exc
 
 
 def regression_rows(store: CodecStore, norm: CodecNormalizer, idx: np.ndarray,
@@ -250,6 +282,13 @@ def prior_features(s_norm: torch.Tensor, mask: torch.Tensor | None = None,
 def level_features(s_norm: torch.Tensor, mask: torch.Tensor | None, width: int) -> torch.Tensor:
     """Regressors of the level part: the clipped normalised s_codec's centred moving average over
     ``width`` notes (the mean of a segment's features, at its centre), and a bias column.
+
+    Parameters
+    ----------
+    s_norm : (..., L, F) tensor
+    mask : (..., L) tensor, optional
+        Notes that count in the average (default all).
+    width : int
 
     Returns
     -------

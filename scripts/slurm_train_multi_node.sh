@@ -22,6 +22,7 @@ srun bash -c "accelerate launch --num_processes $((SLURM_NNODES * GPUS_PER_NODE)
   --mixed_precision bf16 --dynamo_backend no \
   -m dexter_cli train --config configs/train.yaml model=configs/model/paper.yaml optim.mixed_precision=bf16 \
   --run-dir $RUN_DIR $RESUME $*" || status=$?
-# interrupted (128 + SIGTERM) with its state saved: back in the queue, to continue with --resume
-if [ "$status" -eq 143 ] && [ -d "$RUN_DIR/state" ]; then scontrol requeue "$SLURM_JOB_ID"; fi
+# stopped by a signal with its state saved (dexter leaves RUN_DIR/interrupted): back in the queue,
+# to continue with --resume (whatever status the launcher passed on)
+if [ "$status" -ne 0 ] && [ -f "$RUN_DIR/interrupted" ]; then scontrol requeue "$SLURM_JOB_ID"; fi
 exit "$status"

@@ -7,7 +7,7 @@ import pytest
 
 from dexter_cli.data.vocab import S_CODEC_NAMES
 from dexter_cli.evaluation.metrics import PAPER_METRICS, Performance
-from dexter_cli.evaluation.paper import KDE_CURVES, OWN, consistency_std, kde_kl, paper_metrics, ramp_cor
+from dexter_cli.evaluation.paper import KDE_CURVES, consistency_std, kde_kl, own_values, paper_metrics, ramp_cor
 
 
 def test_consistency_is_the_mean_std_under_each_marking():
@@ -57,14 +57,23 @@ def _perf(velocity: np.ndarray, seed: int) -> Performance:
 
 def test_relative_deviation_is_measured_in_the_humans_spread():
     onset, s = _piece()
-    humans = [_perf(np.r_[np.full(20, 50.0) + k * np.arange(20) % 3, np.full(20, 80.0)], k) for k in range(1, 4)]
+    # the p half flat; the f half alternating 80, 80 + k: std k / 2 under f, 0 under p, so each
+    # human's consistency is k / 4: 0.25, 0.5, 0.75 (mean 0.5, sample std 0.25)
+    humans = [_perf(np.r_[np.full(20, 50.0), 80.0 + k * (np.arange(20) % 2)], k) for k in range(1, 4)]
+    # the rendering's f half cycles 80..84: std sqrt(2), so its consistency is sqrt(2) / 2
     pred = _perf(np.r_[np.full(20, 50.0), np.full(20, 80.0) + np.arange(20) % 5], 9)
     got = paper_metrics(onset, pred, humans, s, S_CODEC_NAMES)
     assert set(got) == set(PAPER_METRICS)
-    own = [paper_metrics(onset, h, humans, s, S_CODEC_NAMES)["paper_dyn_consistency_std"] for h in humans]
-    want = abs(got["paper_dyn_consistency_std"] - np.mean(own)) / np.std(own, ddof=1)
-    assert got["paper_dyn_consistency_std_reldev"] == pytest.approx(want)
-    # the p half is flat, the f half cycles 80..84: std sqrt(2), and 0 under p
     assert got["paper_dyn_consistency_std"] == pytest.approx(np.sqrt(2) / 2)
+    assert got["paper_dyn_consistency_std_reldev"] == pytest.approx((np.sqrt(2) / 2 - 0.5) / 0.25)
     assert np.isnan(got["paper_async_pitch_cor"])  # no performance features given
-    assert all(np.isfinite(got[f"paper_{k}_kde_kl"]) for k in KDE_CURVES) and set(OWN) < set(got)
+    assert all(np.isfinite(got[f"paper_{k}_kde_kl"]) for k in KDE_CURVES)
+
+
+def test_pitch_cor_is_the_mean_over_onsets_of_partituras_per_note_value():
+    onset = np.array([0.0, 0.0, 1.0, 1.0, 2.0, 3.0])
+    _, s = _piece(6)
+    perf = _perf(np.full(6, 60.0), 0)
+    perf.features = {"async_pitch_cor": np.array([0.5, 0.5, -1.0, np.nan, np.nan, 0.2])}
+    # per onset: 0.5, -1.0, (none), 0.2 -> mean of the three defined
+    assert own_values(onset, perf, s, S_CODEC_NAMES)["paper_async_pitch_cor"] == pytest.approx((0.5 - 1.0 + 0.2) / 3)

@@ -122,7 +122,8 @@ def test_s_codec_vocabulary_is_fixed_and_rows_follow_canonical_order(shared_data
 
 def _atepp_tree(shared_datasets: Path, root: Path, with_metadata: bool) -> Path:
     """ATEPP's own layout, <piece>/<perf_id>.mid and <piece>/<perf_id>/align.csv, made of links to
-    the shared parangonada files; 00103's alignment is made weak (a third of its matches undone)."""
+    the shared parangonada files; 00103's alignment is made weak (two thirds of its matches undone).
+    With the metadata, a second score file in the piece folder leaves only the metadata to say which."""
     src = shared_datasets / "asap" / BWV848
     piece = root / "Johann_Sebastian_Bach" / "Fugue_in_C-sharp_BWV_848"
     piece.mkdir(parents=True)
@@ -139,6 +140,7 @@ def _atepp_tree(shared_datasets: Path, root: Path, with_metadata: bool) -> Path:
             os.symlink(align, piece / perf_id / "align.csv")
     (piece / "00101" / "zalign.csv").write_text("not an alignment\n")  # the original's pattern skips z*
     if with_metadata:
+        os.symlink(src / "xml_score.musicxml", piece / "musicxml_original.musicxml")
         rel = piece.relative_to(root).as_posix()
         (root / "ATEPP-metadata-1.1.csv").write_text(
             "artist,midi_path,score_path\n"
@@ -157,6 +159,7 @@ def test_atepp_in_its_own_layout(shared_datasets, asap_store, tmp_path, with_met
     found = {s.name: s for s in d.sources}
     assert set(found) == ({"00101", "00103"} if with_metadata else {"00101", "00102", "00103"})
     assert {s.piece for s in d.sources} == {"Johann_Sebastian_Bach/Fugue_in_C-sharp_BWV_848"}
+    assert {s.score.name for s in d.sources} == {"musicxml_cleaned.musicxml"}
     if with_metadata:
         assert d.problems == [] or all("no score" in p for p in d.problems)
         assert any("00102" in p for p in d.problems)

@@ -37,7 +37,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(store_path, tmp_p
     with pytest.raises(TrainingInterrupted) as exc:
         train(part, progress=interrupt)
     assert exc.value.step == 6
+    assert (tmp_path / "part" / "interrupted").read_text().startswith("step 6")  # for a scheduler to requeue
     train(cfg_for(store_path, tmp_path / "part"), resume=True)
+    assert not (tmp_path / "part" / "interrupted").exists()
     a, _ = load_inference(tmp_path / "full" / "checkpoints" / "last")
     b, _ = load_inference(tmp_path / "part" / "checkpoints" / "last")
     for k in a:
@@ -133,6 +135,10 @@ def test_two_ranks_train_to_the_weights_of_one_process(store_path, tmp_path):
     one_loss = [r["loss"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())
                 if "loss" in r]
     assert [r["loss"] for r in recs if "loss" in r] == pytest.approx(one_loss, rel=1e-4)
+    # the gradient itself, not only its direction (AdamW would hide a scale): the same norm
+    one_norm = [r["grad_norm"] for r in map(json.loads, (tmp_path / "one" / "metrics.jsonl").read_text().splitlines())
+                if "grad_norm" in r]
+    assert [r["grad_norm"] for r in recs if "grad_norm" in r] == pytest.approx(one_norm, rel=1e-4)
 
 
 def _initial(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -230,7 +236,8 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
     train(cfg)
     weights, config = load_inference(tmp_path / "base" / "checkpoints" / "last")
     # a start whose normalisation differs from what the store would give: the fine-tune must keep it
-    config["codec"]["stats"]["p_std"] = [2.0 * v for v in config["codec"]["stats"]["p_std"]]
+    for key in ("s_std", "p_log_std"):  # what the normaliser reads
+        config["codec"]["stats"][key] = [2.0 * v for v in config["codec"]["stats"][key]]
     export_inference(tmp_path / "start", weights, config)
 
     # lr 0: one update moves nothing, so the export is the start's weights, not a fresh initialisation
@@ -252,7 +259,8 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
         train(cfg_for(store_path, tmp_path / "ft2", "task.prior=context"), resume=True)
     # and it keeps the normalisation it was trained with even when the start has changed since
     changed = json.loads(json.dumps(config))
-    changed["codec"]["stats"]["p_std"] = [1.5 * v for v in changed["codec"]["stats"]["p_std"]]
+    for key in ("s_std", "p_log_std"):
+        changed["codec"]["stats"][key] = [1.5 * v for v in changed["codec"]["stats"][key]]
     export_inference(tmp_path / "start", weights, changed)
     train(cfg_for(store_path, tmp_path / "ft2", "task.prior=context", f"init_from={tmp_path / 'start'}",
                   "optim.max_steps=14"), resume=True)
@@ -265,10 +273,13 @@ def test_init_from_fine_tunes_from_an_inference_checkpoint(store_path, tmp_path)
                   f"init_from={tmp_path / 'start'}", "optim.max_steps=1"))
     lv, lv_config = load_expression(tmp_path / "lv" / "checkpoints" / "last")
     want = Prior.fit(CodecStore(store_path), alpha=TaskConfig().prior_alpha, level_alpha=50, stats=changed["codec"]["stats"])
+    own = Prior.fit(CodecStore(store_path), alpha=TaskConfig().prior_alpha, level_alpha=50)
+    assert not torch.allclose(want.level, own.level, atol=1e-3)  # the normalisation matters
     assert torch.allclose(lv.prior.level, want.level, atol=1e-5) and torch.allclose(lv.prior.weights, want.weights, atol=1e-5)
     assert lv_config["training"]["prior_refitted"] and lv_config["codec"]["stats"] == changed["codec"]["stats"]
     for bad, why in ((["model.residual_channels=8"], "another model config"),
-                     (["task.prior=context", "task.prediction=x0"], "task.prediction")):
+                     (["task.prior=context", "task.prediction=x0"], "task.prediction"),
+                     (["task.prior=context", "task.prior_alpha=5"], "task.prior_alpha")):  # the same kind, refitted: no
         with pytest.raises(DexterError, match=why):
             train(cfg_for(store_path, tmp_path / f"bad{len(bad)}{why[-3:]}", *bad,
                           f"init_from={tmp_path / 'start'}"))

@@ -294,6 +294,8 @@ def _atepp_metadata(root: Path) -> dict[str, str] | None:
     found = sorted(root.glob(ATEPP_METADATA))
     if not found:
         return None
+    if len(found) > 1:
+        raise DexterError(f"{len(found)} ATEPP metadata files in {root} ({', '.join(f.name for f in found)}): keep one")
     try:
         with open(found[-1], newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -316,9 +318,9 @@ def _discover_atepp(root: Path) -> Discovery:
             continue
         midi_rel = midi.relative_to(root).as_posix()
         if scores is not None and midi_rel in scores:
-            score = root / scores[midi_rel]
-            if not score.is_file():
-                disc.problems.append(f"{rel}: the metadata's score {scores[midi_rel]} is missing")
+            score = Path(os.path.normpath(root / scores[midi_rel]))  # (links kept: a linked tree is read in place)
+            if not score.is_file() or not score.is_relative_to(root):
+                disc.problems.append(f"{rel}: the metadata's score {scores[midi_rel]} is missing or outside {root.name}")
                 continue
         elif scores is not None:
             disc.problems.append(f"{rel}: {midi_rel} has no score in {ATEPP_METADATA}")
@@ -328,7 +330,7 @@ def _discover_atepp(root: Path) -> Discovery:
             if score is None:
                 disc.problems.append(f"{rel}: no single score file in {midi.parent.relative_to(root).as_posix() or '.'}")
                 continue
-        piece = score.parent.relative_to(root).as_posix() or score.parent.name
+        piece = midi.parent.relative_to(root).as_posix() or midi.parent.name
         disc.sources.append(PerformanceSource("atepp", piece, midi.stem, score, midi, align, root))
     if not disc.sources and not disc.problems:
         disc.note = f"no parangonar alignment ({ATEPP_ALIGNMENT}) found"

@@ -7,16 +7,17 @@ figures on dexter's renderings, so that they can be set beside the paper's:
 - ``paper_dyn_consistency_std``: how much the velocity fluctuates under one dynamic marking, the
   mean over the marked levels of the std of the velocity (MIDI) of the notes under each (ATEPP's
   ``dynamics_attributes``); the performance's own value.
-- ``paper_dyn_ramp_cor``: how a performance carries out the hairpins, the Pearson r of a note's
-  place in a run of notes marked crescendo (or diminuendo, sign flipped) with its velocity, the
-  mean over runs of three or more onsets; the performance's own value.
+- ``paper_dyn_ramp_cor``: how a performance carries out the hairpins, the Pearson r of an onset's
+  place in a run of onsets marked crescendo (or diminuendo, sign flipped) with its velocity, the
+  mean over runs of three or more played onsets; the performance's own value.
 - ``paper_async_pitch_cor``: partitura's asynchrony ``pitch_cor`` (melody lead), the mean over onsets.
 - ``*_reldev``: the relative deviation, |value - the humans' mean| / the humans' standard deviation
   (NaN with fewer than two humans or no spread among them).
 - ``paper_<curve>_kde_kl``: KL(rendered || human) between Gaussian kernel density estimates
   (Scott's bandwidth) on a 512-point grid, for the onset-level tempo (log BPM) and velocity, and
-  the per-note timing, articulation and pedal, the median over the humans. dexter's own ``*_kl``
-  is KL(human || rendered) between 32-bin histograms.
+  the per-note timing, articulation and pedal, the median over the humans (NaN against a human
+  whose values are constant, e.g. no pedal at all). dexter's own ``*_kl`` is KL(human || rendered)
+  between 32-bin histograms.
 """
 
 from __future__ import annotations
@@ -32,12 +33,19 @@ GRID = 512  # points of the density grid
 
 
 def consistency_std(velocity: np.ndarray, level: np.ndarray) -> float:
-    """Mean over the marked levels of the std of the velocity of the notes under each (NaN unmarked).
+    """Mean over the marked levels of the std of the velocity of the notes under each.
 
     Parameters
     ----------
-    velocity : (n,) MIDI velocity per note, NaN for unplayed notes.
-    level : (n,) marked dynamic level per note, NaN where no marking applies.
+    velocity : ndarray, shape (n,)
+        MIDI velocity per note, NaN for unplayed notes.
+    level : ndarray, shape (n,)
+        Marked dynamic level per note, NaN where no marking applies.
+
+    Returns
+    -------
+    float
+        NaN when no level has two played notes.
     """
     ok = np.isfinite(velocity) & np.isfinite(level)
     stds = [float(np.std(velocity[ok & (level == v)])) for v in np.unique(level[ok])
@@ -50,8 +58,15 @@ def ramp_cor(velocity: np.ndarray, ramp: np.ndarray) -> float:
 
     Parameters
     ----------
-    velocity : (G,) velocity per onset, NaN where none was played.
-    ramp : (G,) +1 under a crescendo, -1 under a diminuendo, 0 elsewhere, per onset.
+    velocity : ndarray, shape (G,)
+        Velocity per onset, NaN where none was played.
+    ramp : ndarray, shape (G,)
+        +1 under a crescendo, -1 under a diminuendo, 0 elsewhere, per onset.
+
+    Returns
+    -------
+    float
+        0 for a flat run; NaN without a run of three played onsets.
     """
     rs, start = [], 0
     for i in range(1, len(ramp) + 1):
@@ -69,6 +84,18 @@ def ramp_cor(velocity: np.ndarray, ramp: np.ndarray) -> float:
 def kde_kl(p_values: np.ndarray, q_values: np.ndarray) -> float:
     """KL(P || Q) between Gaussian kernel density estimates of two samples, on a common grid.
 
+    Parameters
+    ----------
+    p_values, q_values : ndarray
+        The samples (non-finite values ignored): P the rendered, Q the human.
+
+    Returns
+    -------
+    float
+        NaN with fewer than three values in either, or a constant Q.
+
+    Notes
+    -----
     Each density is a binned KDE: the sample's histogram over :data:`GRID` bins of the common range
     (padded by a tenth at each end), smoothed with a Gaussian of Scott's bandwidth
     (std * n ** -1/5), as exact as the grid for the sizes compared here and linear in the sample size.
@@ -95,7 +122,23 @@ def _binned_kde(values: np.ndarray, lo: float, hi: float, bandwidth: float) -> n
 
 def own_values(onset_beat: np.ndarray, perf: Performance, s_codec: np.ndarray,
                names: list[str] | tuple[str, ...]) -> dict[str, float]:
-    """The performance's own consistency_std, ramp_cor and mean pitch_cor."""
+    """The performance's own consistency_std, ramp_cor and mean pitch_cor.
+
+    Parameters
+    ----------
+    onset_beat : ndarray, shape (n,)
+        Score onset of each note (canonical order).
+    perf : Performance
+    s_codec : ndarray, shape (n, F)
+        The score features, read for the dynamics markings and the hairpins.
+    names : sequence of str
+        The s_codec's feature names.
+
+    Returns
+    -------
+    dict
+        The three ``paper_*`` values (NaN where undefined).
+    """
     names = list(names)
     d = np.asarray(s_codec)[:, [names.index(c) for c in DYN_LEVELS]]
     level = np.where(d.max(1) > 0.5, d.argmax(1).astype(float), np.nan)
@@ -124,7 +167,20 @@ def _samples(onset_beat: np.ndarray, perf: Performance) -> dict[str, np.ndarray]
 
 def paper_metrics(onset_beat: np.ndarray, pred: Performance, humans: list[Performance], s_codec: np.ndarray,
                   names: list[str] | tuple[str, ...]) -> dict[str, float]:
-    """Every ``paper_*`` metric of ``pred`` against the human performances of its piece."""
+    """Every ``paper_*`` metric of ``pred`` against the human performances of its piece.
+
+    Parameters
+    ----------
+    onset_beat, s_codec, names
+        As for :func:`own_values`.
+    pred : Performance
+    humans : list of Performance
+
+    Returns
+    -------
+    dict
+        :data:`~dexter_cli.evaluation.metrics.PAPER_METRICS`, NaN where undefined.
+    """
     mine = own_values(onset_beat, pred, s_codec, names)
     theirs = [own_values(onset_beat, h, s_codec, names) for h in humans]
     out = dict(mine)
@@ -142,7 +198,7 @@ def paper_metrics(onset_beat: np.ndarray, pred: Performance, humans: list[Perfor
 
 def human_paper_ceiling(onset_beat: np.ndarray, humans: list[Performance], s_codec: np.ndarray,
                         names: list[str] | tuple[str, ...]) -> dict[str, float]:
-    """Each human against the others (leave one out), the medians."""
+    """Each human against the others (leave one out), the medians; arguments as :func:`paper_metrics`."""
     rows = [paper_metrics(onset_beat, h, humans[:i] + humans[i + 1:], s_codec, names) for i, h in enumerate(humans)]
     return {k: _median([r[k] for r in rows]) for k in PAPER_METRICS}
 

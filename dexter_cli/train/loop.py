@@ -26,6 +26,7 @@ from ..config import TrainConfig, save_config
 from ..data.store import CodecStore
 from ..engine import Expression, _prior_in_stats, build_expression
 from ..errors import DexterError
+from ..fileio import write_text
 from ..evaluation.segments import segment_curve_scores
 from ..prior import Prior
 from ..sampling import SamplingOptions
@@ -33,6 +34,7 @@ from .schedule import batch_indices, ema_decay_at, example_generators, get_lr, s
 from .setup import _check_same, _datasets, check_finite_store, checkpoint_config, fit_prior, load_init
 
 Progress = Callable[[int, int, dict], None]
+INTERRUPTED = "interrupted"  # written in the run folder when a signal stopped the run, removed when it restarts
 
 
 class TrainingInterrupted(DexterError):
@@ -83,11 +85,15 @@ class Run:
                                                               len(meta["c_codec_names"]))
         check_writable(Path(cfg.run_dir) / "config.yaml", "run folder")  # before the model, not at the first save
         cuda = torch.cuda.is_available()
-        # on CPUs, cpu=True lets processes started by torch.distributed.run or accelerate launch meet over gloo
-        run = cls(cfg, store, Accelerator(mixed_precision=cfg.optim.mixed_precision if cuda else "no", cpu=not cuda), t_start)
+        # without an accelerator, cpu=True lets processes started by torch.distributed.run or accelerate
+        # launch meet over gloo
+        cpu = not (cuda or torch.backends.mps.is_available())
+        run = cls(cfg, store, Accelerator(mixed_precision=cfg.optim.mixed_precision if cuda else "no", cpu=cpu), t_start)
         state = run._resume_state() if resume else None
         if not resume and run.state_dir.exists():
             raise DexterError(f"{run.run_dir} already holds a training run: pass --resume, or choose another --run-dir")
+        if run.acc.is_main_process:
+            (run.run_dir / INTERRUPTED).unlink(missing_ok=True)
         world = run.acc.num_processes
         if cfg.optim.batch_size % (world * cfg.optim.grad_accum):
             raise DexterError(f"optim.batch_size {cfg.optim.batch_size} must divide by processes x grad_accum "
@@ -182,13 +188,14 @@ class Run:
             terms = {k: v + out[k].item() for k, v in terms.items()}
         self.consecutive_bad = 0
         self.good_steps += 1
-        if cfg.optim.clip_grad > 0:
-            acc.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad)
+        # the gradient's norm before clipping (0: no clipping, the norm only measured)
+        limit = cfg.optim.clip_grad if cfg.optim.clip_grad > 0 else float("inf")
+        grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), limit))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._update_ema()
         self.step += 1
-        return {"loss": total, "lr": lr, **terms}
+        return {"loss": total, "lr": lr, **terms, "grad_norm": grad_norm}
 
     def _skip(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -322,7 +329,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             if out is not None:
                 steps_since += 1
                 if run.step % ev.log_every == 0 or run.step == max_steps:
-                    out["loss"] = run.acc.reduce(torch.tensor(out["loss"], device=run.acc.device), "mean").item()
+                    for key in ("loss", "diffusion", "recon"):  # each process's share times their number: the mean is the batch's
+                        out[key] = run.acc.reduce(torch.tensor(out[key], device=run.acc.device), "mean").item()
                     now = time.perf_counter()
                     rate = steps_since / max(now - t_last, 1e-9)
                     t_last, steps_since = now, 0
@@ -337,6 +345,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
                     run.save()
             if stop["signum"]:
                 run.save()
+                if run.acc.is_main_process:  # for a scheduler: requeue this run (scripts/slurm_*.sh)
+                    write_text(run.run_dir / INTERRUPTED, f"step {run.step}, signal {stop['signum']}\n")
                 raise TrainingInterrupted(run.step, stop["signum"])
         run.save()
     if not run.good_steps:

@@ -38,7 +38,19 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
 
 def example_generators(seed: int, step: int, start: int, n: int) -> list[torch.Generator]:
     """The RNGs of the examples at positions ``start .. start + n - 1`` of ``step``'s global batch
-    (noise, t, condition dropout): an example draws the same whichever process or micro-batch has it."""
+    (noise, t, condition dropout): an example draws the same whichever process or micro-batch has it.
+
+    Parameters
+    ----------
+    seed, step : int
+        The run's seed and the optimiser step.
+    start, n : int
+        The first example's position in the step's global batch, and how many.
+
+    Returns
+    -------
+    list of torch.Generator
+    """
     return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, start + i, 3]).generate_state(1)[0]))
             for i in range(n)]
 

@@ -40,20 +40,25 @@ def check_finite_store(store: CodecStore, chunk: int = 4096) -> None:
                               "with dexter codec")
 
 
-def fit_prior(cfg: TrainConfig, store: CodecStore) -> Prior | None:
-    """The prior mean mu(s) of ``task.prior: context``, fitted on the store's real train segments
-    (the same on every process), or None."""
-    return _fit(cfg, store, None)
-
-
-def _fit(cfg: TrainConfig, store: CodecStore, stats: dict | None) -> Prior | None:
+def fit_prior(cfg: TrainConfig, store: CodecStore, stats: dict | None = None) -> Prior | None:
+    """The prior mean mu(s) of ``task.prior`` (``context``, or ``level`` with its level part),
+    fitted on the store's real train segments (the same on every process) in the normalisation of
+    ``stats`` (default the store's), or None for ``none``."""
     if cfg.task.prior == "none":
         return None
     level_alpha = cfg.task.prior_level_alpha if cfg.task.prior == "level" else None
     return Prior.fit(store, alpha=cfg.task.prior_alpha, level_alpha=level_alpha, stats=stats)
 
 
-PRIOR_KEYS = (("prior", "none"), ("prior_alpha", None), ("prior_level_alpha", 300.0))
+def _prior_keys(prior: str) -> list[tuple[str, object]]:
+    """The task settings that define a prior mean of this kind, with the defaults of checkpoints
+    written before they were recorded."""
+    keys: list[tuple[str, object]] = [("prior", "none")]
+    if prior != "none":
+        keys.append(("prior_alpha", None))
+    if prior == "level":
+        keys.append(("prior_level_alpha", None))
+    return keys
 
 
 def _check_same(saved: dict, cfg: TrainConfig, where: str, prediction: bool = False) -> None:
@@ -62,7 +67,8 @@ def _check_same(saved: dict, cfg: TrainConfig, where: str, prediction: bool = Fa
     of the prior, which it may fit anew."""
     if ModelConfig.from_dict(saved["model"]).to_dict() != cfg.model.to_dict():  # (settings added since: defaults)
         raise DexterError(f"{where} has another model config: {saved['model']}")
-    keys = [("target", None)] + ([("prediction", "eps"), ("timesteps", 1000)] if prediction else list(PRIOR_KEYS))
+    keys = [("target", None)] + ([("prediction", "eps"), ("timesteps", 1000)] if prediction
+                                 else _prior_keys(cfg.task.prior))
     for key, default in keys:
         if saved["task"].get(key, default) != getattr(cfg.task, key):
             raise DexterError(f"{where} was trained with task.{key} = "
@@ -83,11 +89,13 @@ def load_init(cfg: TrainConfig, store: CodecStore) -> tuple[dict[str, torch.Tens
     training = config.get("training", {})
     facts = {"init_from": str(cfg.init_from), "init_name": training.get("name", ""),
              "init_step": training.get("step", 0)}
-    if all(config["task"].get(key, default) == getattr(cfg.task, key) for key, default in PRIOR_KEYS):
+    if config["task"].get("prior", "none") == cfg.task.prior:  # the same kind: the same prior, or refused
+        _check_same(config, cfg, f"init_from {cfg.init_from}")
         prior = Prior.from_state_dict(state) or _prior_in_stats(codec["stats"])
-    else:
-        prior = _fit(cfg, store, codec["stats"])
-        facts["prior_refitted"] = True
+    else:  # another kind: fitted anew, in the start's normalisation
+        prior = fit_prior(cfg, store, codec["stats"])
+        if prior is not None:
+            facts["prior_refitted"] = True
     state = {k: v for k, v in state.items() if not k.startswith(PRIOR_PREFIX)}
     return state, codec["stats"], prior, facts
 
