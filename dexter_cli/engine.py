@@ -327,6 +327,10 @@ def load_expression(checkpoint: "str | None" = None) -> tuple[Expression, dict]:
     try:
         model_cfg = ModelConfig.from_dict(config["model"])
         prior = Prior.from_state_dict(state) or _prior_in_stats(codec["stats"])
+        kind = config.get("task", {}).get("prior", "none")
+        if kind != "none" and (prior is None or (kind == "level") != (prior.level is not None)):
+            raise DexterError(f"checkpoint {path} was trained around the {kind} prior mean, but carries "
+                              f"{'none' if prior is None else 'another'} (the checkpoint is damaged)")
         state = {k: v for k, v in state.items() if not k.startswith(PRIOR_PREFIX)}
         expr = build_expression(model_cfg, codec["stats"], TaskConfig.from_dict(config.get("task", {})), prior)
     except (KeyError, RuntimeError, TypeError) as exc:

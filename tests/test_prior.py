@@ -204,3 +204,17 @@ def test_a_checkpoint_with_the_prior_in_its_statistics_still_loads(store_path, t
     export_inference(tmp_path / "old", old, config)
     loaded, _ = load_expression(tmp_path / "old")
     assert torch.equal(loaded.prior.weights, prior.weights) and loaded.prior.widths == prior.widths
+
+
+def test_a_checkpoint_without_the_prior_it_was_trained_around_is_refused(store_path, tmp_path):
+    from dexter_cli.checkpoint import export_inference, load_inference
+
+    train(cfg_for(store_path, tmp_path / "r", "task.prior=context", "optim.max_steps=2"))
+    state, config = load_inference(tmp_path / "r" / "checkpoints" / "last")
+    export_inference(tmp_path / "bare", {k: v for k, v in state.items() if not k.startswith("prior.")}, config)
+    with pytest.raises(DexterError, match="context prior mean, but carries none"):
+        load_expression(tmp_path / "bare")
+    config["task"]["prior"] = "level"  # a level model whose stored prior has no level part
+    export_inference(tmp_path / "nolevel", state, config)
+    with pytest.raises(DexterError, match="carries another"):
+        load_expression(tmp_path / "nolevel")

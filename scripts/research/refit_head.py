@@ -72,7 +72,7 @@ def main() -> None:
         mse = (f"valid MSE {float(valid.mse(*old)[r]):.4f} -> {float(valid.mse(new_w, new_b)[r]):.4f}"
                if valid is not None else "no valid segments")
         print(f"{name:18s} slope {float(eq.slope()[r]):.3f}  {mse}{'' if r in rows else ' (kept)'}")
-    state = expr.model.state_dict()  # the checkpoint's tensors, as loaded (with_output_rows copies them)
+    state = expr.model.state_dict()  # the network's tensors, as loaded (with_output_rows copies them)
     config = copy.deepcopy(source_config)
     facts = config.setdefault("training", {})
     source = facts.get("name", str(args.checkpoint))
@@ -80,7 +80,8 @@ def main() -> None:
         "from": source, "rows": rows, "data": str(args.data), "passes": args.passes, "seed": args.seed,
         "ridge": args.ridge, "max_segments": args.max_segments, "notes": eq.notes, "slope_before": [round(float(s), 4) for s in eq.slope()],
         "seconds": round(time.perf_counter() - t0, 1)}})
-    export_inference(args.out, with_output_rows(state, rows, weight, bias), config)
+    prior = expr.prior.state_dict() if expr.prior is not None else {}  # the prior mean travels with the weights
+    export_inference(args.out, {**with_output_rows(state, rows, weight, bias), **prior}, config)
     print(f"wrote {args.out}")
 
 

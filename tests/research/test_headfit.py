@@ -89,3 +89,23 @@ def test_refit_script_writes_a_loadable_checkpoint(checkpoint, tmp_path, monkeyp
     assert not (tmp_path / "bad").exists()
     code, said, _ = cli(["render", "--info", "--checkpoint", str(out)])  # render names the refit
     assert code == 0 and "model tiny-head" in said and "timing, articulation_log, pedal refitted" in said
+
+
+def test_refit_keeps_the_prior_mean(checkpoint, tmp_path, monkeypatch, capsys):
+    """A checkpoint trained around a prior mean keeps it, tensor for tensor, through the refit."""
+    from dexter_cli.checkpoint import export_inference
+    from dexter_cli.data import CodecStore
+    from dexter_cli.prior import Prior
+
+    store = checkpoint.parents[2] / "store"
+    state, config = load_inference(checkpoint)
+    config["task"]["prior"], config["task"]["prior_level_alpha"] = "level", 50.0
+    prior = Prior.fit(CodecStore(store), alpha=1e3, level_alpha=50.0, stats=config["codec"]["stats"]).state_dict()
+    export_inference(tmp_path / "with_prior", {**state, **prior}, config)
+    monkeypatch.setattr(sys, "argv", ["refit_head.py", str(tmp_path / "with_prior"), str(tmp_path / "refit"),
+                                      "--data", str(store), "--max-segments", "4"])
+    runpy.run_path(str(ROOT / "scripts" / "research" / "refit_head.py"), run_name="__main__")
+    capsys.readouterr()
+    got, got_config = load_inference(tmp_path / "refit")
+    assert all(torch.equal(got[k], v) for k, v in prior.items())
+    assert got_config["training"]["head_refit"]["max_segments"] == 4
