@@ -181,26 +181,34 @@ def paper_metrics(onset_beat: np.ndarray, pred: Performance, humans: list[Perfor
     dict
         :data:`~dexter_cli.evaluation.metrics.PAPER_METRICS`, NaN where undefined.
     """
-    mine = own_values(onset_beat, pred, s_codec, names)
     theirs = [own_values(onset_beat, h, s_codec, names) for h in humans]
-    out = dict(mine)
-    for key in OWN:
-        vals = np.array([t[key] for t in theirs if np.isfinite(t[key])])
-        spread = float(np.std(vals, ddof=1)) if len(vals) >= 2 else 0.0
-        out[f"{key}_reldev"] = abs(mine[key] - float(vals.mean())) / spread if spread > 1e-9 else float("nan")
-    ours, refs = _samples(onset_beat, pred), [_samples(onset_beat, h) for h in humans]
-    for k in KDE_CURVES:
-        kls = [kde_kl(ours[k], r[k]) for r in refs]
-        kls = [v for v in kls if np.isfinite(v)]
-        out[f"paper_{k}_kde_kl"] = float(np.median(kls)) if kls else float("nan")
-    return out
+    return _against(own_values(onset_beat, pred, s_codec, names), _samples(onset_beat, pred), theirs,
+                    [_samples(onset_beat, h) for h in humans])
 
 
 def human_paper_ceiling(onset_beat: np.ndarray, humans: list[Performance], s_codec: np.ndarray,
                         names: list[str] | tuple[str, ...]) -> dict[str, float]:
     """Each human against the others (leave one out), the medians; arguments as :func:`paper_metrics`."""
-    rows = [paper_metrics(onset_beat, h, humans[:i] + humans[i + 1:], s_codec, names) for i, h in enumerate(humans)]
+    own = [own_values(onset_beat, h, s_codec, names) for h in humans]  # each human's values, once
+    samples = [_samples(onset_beat, h) for h in humans]
+    rows = [_against(own[i], samples[i], own[:i] + own[i + 1:], samples[:i] + samples[i + 1:])
+            for i in range(len(humans))]
     return {k: _median([r[k] for r in rows]) for k in PAPER_METRICS}
+
+
+def _against(mine: dict[str, float], ours: dict[str, np.ndarray], theirs: list[dict[str, float]],
+             refs: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """The ``paper_*`` metrics of one performance's values and samples against the humans'."""
+    out = dict(mine)
+    for key in OWN:
+        vals = np.array([t[key] for t in theirs if np.isfinite(t[key])])
+        spread = float(np.std(vals, ddof=1)) if len(vals) >= 2 else 0.0
+        out[f"{key}_reldev"] = abs(mine[key] - float(vals.mean())) / spread if spread > 1e-9 else float("nan")
+    for k in KDE_CURVES:
+        kls = [kde_kl(ours[k], r[k]) for r in refs]
+        kls = [v for v in kls if np.isfinite(v)]
+        out[f"paper_{k}_kde_kl"] = float(np.median(kls)) if kls else float("nan")
+    return out
 
 
 def _median(values: list[float]) -> float:
