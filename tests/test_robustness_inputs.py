@@ -85,6 +85,25 @@ def test_a_score_that_lasts_no_time_is_refused(case, checkpoint, tmp_path, cli):
     assert _one_line_error(code, err, "timeless.musicxml", "lasts any time"), err
 
 
+def test_the_mei_check_never_reads_an_external_entity(tmp_path):
+    # dexter's own MEI pre-check parses the file before partitura does, and its document (with the
+    # ids it gives) is what partitura then reads: an entity naming a local file must stay a
+    # reference there, never the file's text
+    from dexter_cli.data.score_checks import check_mei
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("DEXTER-SECRET-7f3a")
+    text = re.sub(r'\s+xml:id="[^"]*"', "", _example("MEI"))  # without ids: the checked document is returned
+    head, body = text.split("?>", 1)
+    doc = f'{head}?>\n<!DOCTYPE mei [\n<!ENTITY x SYSTEM "file://{secret}">\n]>{body}'
+    doc = re.sub(r"(<title[^>]*>)", r"\1&x;", doc, count=1)
+    assert "&x;" in doc
+    score = tmp_path / "xxe.mei"
+    score.write_text(doc)
+    checked = check_mei(score)
+    assert checked is not None and b"DEXTER-SECRET" not in checked
+
+
 BAD_MEI = {
     "pname='banana' (was KeyError 'banana')": (lambda x: x.replace('pname="c"', 'pname="banana"'), "pname 'banana'"),
     "a note without oct": (lambda x: x.replace('oct="5" pname="c"', 'pname="c"'), "has no oct"),
