@@ -36,6 +36,8 @@ from .model.normalize import CodecNormalizer
 from .prior import PRIOR_PREFIX, Prior
 from .sampling import SamplingOptions
 
+CONDITION_CACHE_BYTES = 256 * 2**20  # the conditions' projections a sampling run keeps (a 10,000-note piece's)
+
 Callback = Callable[[int, int, torch.Tensor], None]
 Wrap = Callable[[Callable], Callable]
 Draws = Union[torch.Generator, Sequence[torch.Generator]]  # one generator, or one per example
@@ -119,17 +121,24 @@ class Expression:
         """The denoiser call of training: every call has new conditions."""
         return self.model(x, t, cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
 
-    def sampling_denoiser(self) -> Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]:
+    def sampling_denoiser(self, cache_bytes: int = CONDITION_CACHE_BYTES) -> Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]:
         """The denoiser callable handed to a sampler: the network's projection of the conditions,
         which no step changes, is computed once per ``cond`` dict (samplers and the window wrapper
-        pass the same dict at every step) and held by this callable only."""
-        memo: dict = {}
+        pass the same dicts at every step) and held by this callable only, up to ``cache_bytes``
+        in all (beyond that, a dict's projection is computed at each call)."""
+        memo: dict[int, tuple[dict, torch.Tensor]] = {}
+        held = [0]
 
         def denoise(x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
             args = (cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
-            if memo.get("cond") is not cond:
-                memo["cond"], memo["h"] = cond, self.model.condition(*args)
-            return self.model(x, t, *args, cond_h=memo["h"])
+            entry = memo.get(id(cond))
+            if entry is not None and entry[0] is cond:
+                return self.model(x, t, *args, cond_h=entry[1])
+            h = self.model.condition(*args)
+            size = h.numel() * h.element_size() if torch.is_tensor(h) else 0
+            if held[0] + size <= cache_bytes:
+                memo[id(cond)], held[0] = (cond, h), held[0] + size
+            return self.model(x, t, *args, cond_h=h)
 
         return denoise
 

@@ -139,3 +139,34 @@ def test_a_sampling_denoiser_projects_the_conditions_once_per_call(store_path):
     assert len(calls) == 1  # five steps, one projection
     expr.sample(batch, SamplingOptions(steps=5, guidance=2.0), generator=torch.Generator().manual_seed(0))
     assert len(calls) == 2  # with guidance too (the samplers pass one dict of both conditions)
+
+
+def test_windowed_sampling_projects_each_batch_of_windows_once_within_the_budget(store_path):
+    from dexter_cli.data.dataset import SegmentSet
+    from dexter_cli.diffusion.windows import WindowedDenoiser
+
+    st = CodecStore(store_path)
+    cfg = ModelConfig(s_dim=len(st.meta["s_codec_names"]), residual_channels=8, residual_layers=2, dilation_cycle=2)
+    expr = build_expression(cfg, st.meta["stats"], TaskConfig())
+    torch.nn.init.normal_(expr.model.out.weight, std=0.3)
+    batch = SegmentSet(st, "train").batch(np.arange(1))
+    n = int(batch["mask"].shape[1])
+    calls = []
+    project = expr.model.condition
+    expr.model.condition = lambda *a: calls.append(1) or project(*a)
+    opts = SamplingOptions(steps=4, guidance=1.0)
+    wrap = lambda d: WindowedDenoiser(d, n, n // 2, n // 4, seq_keys=("s", "c", "mask"), max_batch=2)  # noqa: E731
+    batches = -(-len(WindowedDenoiser(None, n, n // 2, n // 4, ("s",)).starts) // 2)
+    assert batches >= 2
+
+    def run(budget: int | None) -> torch.Tensor:
+        calls.clear()
+        if budget is not None:
+            expr.sampling_denoiser = lambda f=type(expr).sampling_denoiser: f(expr, cache_bytes=budget)
+        return expr.sample(batch, opts, generator=torch.Generator().manual_seed(0), wrap=wrap)
+
+    cached = run(None)
+    assert len(calls) == batches  # each batch of windows projected once for all four steps
+    uncached = run(0)
+    assert len(calls) == 4 * batches  # no room: projected at every step
+    assert torch.equal(cached, uncached)

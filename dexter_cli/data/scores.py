@@ -7,10 +7,12 @@ same columns whatever its meter, markings or instrumentation. Values are raw
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
+from collections import OrderedDict
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from ..errors import DexterError, DexterWarning
 from ._partitura import pt, quiet
 from .score_checks import check_kern, check_mei, check_musicxml
+from .unfold import unfold_maximal
 
 from .vocab import _ARTICULATIONS, _FEATURE_FUNCTIONS, _NA_COLUMNS, _PT_COLUMNS, S_CODEC_NAMES  # noqa: F401
 
@@ -41,6 +44,8 @@ class LoadedScore:
         ``part.note_array(...)`` in canonical order.
     unfolded : bool
         Whether repeats were unfolded maximally (ids like ``n12-2``).
+    s_codec : ndarray or None
+        :func:`score_features` of the score, once computed (read-only).
     """
 
     part: object
@@ -48,6 +53,7 @@ class LoadedScore:
     order: np.ndarray
     note_array: np.ndarray
     unfolded: bool
+    s_codec: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.note_ids)
@@ -124,7 +130,7 @@ def _why(exc: Exception, suffix: str = "") -> str:
     return f"{type(exc).__name__}: {why or 'the file ends early (truncated?)'}"
 
 
-def prepare_score(part: object, unfold: bool = False, name: str = "score") -> LoadedScore:
+def prepare_score(part: object, unfold: bool = False, name: str = "score", in_place: bool = False) -> LoadedScore:
     """Put a parsed part in canonical note order, optionally unfolding its repeats.
 
     Parameters
@@ -135,6 +141,9 @@ def prepare_score(part: object, unfold: bool = False, name: str = "score") -> Lo
         Unfold repeats maximally with ids ``<id>-<pass>`` (ASAP's convention).
     name : str
         Used in error messages.
+    in_place : bool
+        Whether unfolding may change ``part`` rather than copy it (faster for a score without
+        repeats; :func:`~dexter_cli.data.unfold.unfold_maximal`): only for a part nothing else holds.
 
     Raises
     ------
@@ -155,7 +164,7 @@ def prepare_score(part: object, unfold: bool = False, name: str = "score") -> Lo
     try:
         with quiet():
             if unfold:
-                part = pt.score.unfold_part_maximal(part, update_ids=True)
+                part = unfold_maximal(part, in_place)
             na = note_array(part)
     except Exception as exc:
         raise DexterError(f"cannot read score {name}: {_why(exc)}") from exc
@@ -209,8 +218,35 @@ def load_score(path: Path, unfold: bool = False) -> LoadedScore:
     Returns
     -------
     LoadedScore
+        Shared by every call on the same file content, name and ``unfold`` while it is among the
+        last ``LOADED_SCORES`` loaded (a changed file is a new score): read it, do not change it.
     """
-    return prepare_score(parse_score(path), unfold, Path(path).name)
+    path = Path(path)
+    try:
+        key = (hashlib.sha256(path.read_bytes()).hexdigest(), path.name, bool(unfold))
+    except OSError:
+        key = None  # parse_score says what is wrong with the path
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        score, said = _LOADED[key]
+        for message in said:  # what the first load said, said again
+            warnings.warn(message, DexterWarning, stacklevel=2)
+        return score
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DexterWarning)
+        score = prepare_score(parse_score(path), unfold, path.name, in_place=True)
+    said = [str(w.message) for w in caught if issubclass(w.category, DexterWarning)]
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if key is not None:
+        _LOADED[key] = (score, said)
+        while len(_LOADED) > LOADED_SCORES:
+            _LOADED.popitem(last=False)
+    return score
+
+
+LOADED_SCORES = 4  # scores load_score keeps (a piece evaluated or rendered again is not parsed again)
+_LOADED: OrderedDict[tuple[str, str, bool], tuple[LoadedScore, list[str]]] = OrderedDict()
 
 
 def score_features(score: LoadedScore) -> np.ndarray:
@@ -223,7 +259,10 @@ def score_features(score: LoadedScore) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n_notes, len(S_CODEC_NAMES)), float32
+        Read-only; computed once per score and kept on it.
     """
+    if score.s_codec is not None:
+        return score.s_codec
     na = score.note_array
     feats, names = _note_features(score)
     col = {n: i for i, n in enumerate(names)}
@@ -249,7 +288,9 @@ def score_features(score: LoadedScore) -> np.ndarray:
             out[:, j] = feats[:, present].max(axis=1)
         j += 1
     out[~np.isfinite(out)] = 0.0
-    return out.astype(np.float32)
+    score.s_codec = out.astype(np.float32)
+    score.s_codec.flags.writeable = False  # shared by every caller of this score
+    return score.s_codec
 
 
 def _note_features(score: LoadedScore) -> tuple[np.ndarray, list[str]]:

@@ -90,6 +90,7 @@ class WindowedDenoiser:
         self.norm = total
         self._cond: dict | None = None  # the last cond dict seen, and its windows
         self._wcond: dict = {}
+        self._batches: list[dict] = []
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n, ...) -> (B * W, width, ...), windows of each sequence consecutive."""
@@ -110,9 +111,12 @@ class WindowedDenoiser:
             self._cond = cond
             self._wcond = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0))
                            for k, v in cond.items()}
+            # the batches' cond dicts, also cut once: the wrapped denoiser sees the same dict for the
+            # same batch at every step (and may cache what it derives from it)
+            self._batches = [{k: v[i:i + self.max_batch] for k, v in self._wcond.items()}
+                             for i in range(0, B * W, self.max_batch)]
         xs, ts = self.split(x), t.repeat_interleave(W)
         # at most max_batch windows per call: the network's activations stay bounded however long the piece
-        out = torch.cat([self.denoiser(xs[i:i + self.max_batch], ts[i:i + self.max_batch],
-                                       {k: v[i:i + self.max_batch] for k, v in self._wcond.items()})
-                         for i in range(0, len(xs), self.max_batch)])
+        out = torch.cat([self.denoiser(xs[i:i + self.max_batch], ts[i:i + self.max_batch], c)
+                         for i, c in zip(range(0, len(xs), self.max_batch), self._batches)])
         return self.merge(out, B)
