@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
-from collections import OrderedDict
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
