@@ -92,11 +92,17 @@ def test_every_shared_score_unfolds_as_partitura_unfolds_it(shared_datasets):
     assert len(scores) > 200
     plain = 0
     for path in scores:
+        with quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            part = parse_score(path)
+            found = pt.score.get_paths(part, no_repeats=False, all_repeats=True, ignore_leap_info=True)[0]
+        if not plays_as_written(found, part):
+            continue  # unfolded by partitura's own get_paths and new_part_from_path, as unfold_part_maximal does
         theirs, ours, as_written = _partituras_and_ours(path)
-        plain += as_written
-        if as_written:  # the other scores go through partitura's own unfolding (the same call)
-            _assert_same(theirs, ours, str(path.relative_to(shared_datasets)))
-    assert plain > 50, plain  # the renaming path is the one that most scores take
+        assert as_written, path
+        plain += 1
+        _assert_same(theirs, ours, str(path.relative_to(shared_datasets)))
+    assert plain > 50, plain  # many scores take the renaming path
 
 
 def test_a_part_is_changed_only_in_place(tmp_path):

@@ -68,6 +68,7 @@ def test_window_layout_by_hand():
     assert window_edges(40, 16, 8) == [8, 16, 24, 32]
     assert window_edges(41, 16, 8, offset=4) == [4, 12, 16, 20, 25, 28, 36]
     assert window_starts(16, 16, 8) == [0]
+    assert window_starts(11, 4, 2) == [0, 2, 4, 6, 7]  # n - window + 1 on the stride: no start past n - window
 
 
 def test_window_weights_by_hand():
@@ -90,3 +91,11 @@ def test_each_window_is_denoised_at_its_own_step_and_offset():
     x = torch.zeros(2, 41, 3)
     out = wd(x, torch.tensor([7, 900]), {})
     assert torch.allclose(out[0], torch.full((41, 3), 7.0)) and torch.allclose(out[1], torch.full((41, 3), 900.0))
+
+
+def test_each_sequence_of_a_batch_gets_its_own_windows_back():
+    """An identity denoiser over a batch of two different sequences returns each sequence itself:
+    windows are cut, denoised and merged per sequence, never mixed between them."""
+    x = torch.arange(2 * 11, dtype=torch.float64).reshape(2, 11, 1)
+    wd = WindowedDenoiser(lambda x, t, cond: x.clone(), n=11, window=4, stride=2, seq_keys=())
+    assert torch.allclose(wd(x, torch.zeros(2, dtype=torch.long), {}), x)
