@@ -29,10 +29,11 @@ robustness-table:
 	DEXTER_ROBUSTNESS_TABLE=docs/robustness.md $(PYTHON) -m pytest -q tests/test_robustness.py tests/test_robustness_commands.py tests/test_faults.py tests/test_reliability.py tests/test_robustness_inputs.py
 
 # mutation testing of the code that makes the model learn and sample ([tool.mutmut] in pyproject.toml);
-# not part of CI: it takes a while. The surviving mutants and why are in docs/mutation.md.
+# not part of CI: it takes hours (it resumes where it stopped). One thread per test process: forked test
+# processes that inherit torch's thread pool can hang. The surviving mutants and why are in docs/mutation.md.
 mutation:
 	$(PIP) install -q mutmut==3.8.1
-	mutmut run --max-children 2; mutmut results
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 mutmut run --max-children 2; mutmut results
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -47,6 +47,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(store_path, tmp_p
     from safetensors.torch import load_file
     ma, mb = load_file(str(tmp_path / "full/state/model.safetensors")), load_file(str(tmp_path / "part/state/model.safetensors"))
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    # the best so far survives the interruption: the same step is the best of both runs
+    best_a, best_b = (load_inference(tmp_path / run / "checkpoints" / "best")[1] for run in ("full", "part"))
+    assert best_a["training"]["step"] == best_b["training"]["step"]
+    assert best_a["training"]["valid_loss"] == best_b["training"]["valid_loss"]
 
 
 def test_transfer_target_trains_on_pairs(store_path, tmp_path):
