@@ -121,7 +121,8 @@ class Expression:
         """The denoiser call of training: every call has new conditions."""
         return self.model(x, t, cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
 
-    def sampling_denoiser(self, cache_bytes: int = CONDITION_CACHE_BYTES) -> Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]:
+    def sampling_denoiser(self, cache_bytes: int = CONDITION_CACHE_BYTES
+                          ) -> Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]:
         """The denoiser callable handed to a sampler: the network's projection of the conditions,
         which no step changes, is computed once per ``cond`` dict (samplers and the window wrapper
         pass the same dicts at every step) and held by this callable only, up to ``cache_bytes``

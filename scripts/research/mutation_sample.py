@@ -13,8 +13,10 @@ import argparse
 import subprocess
 from collections import Counter, defaultdict
 
-GROUPS = (("dexter_cli.diffusion", "diffusion (loss, samplers, schedule, windows)"), ("dexter_cli.engine", "expression (engine)"),
-          ("dexter_cli.train", "training (loop, setup, schedule)"), ("dexter_cli.data.decode", "decode"))
+GROUPS = (("dexter_cli.diffusion", "diffusion (loss, samplers, schedule, windows)"),
+          ("dexter_cli.engine", "expression (engine)"),
+          ("dexter_cli.train", "training (loop, setup, schedule)"),
+          ("dexter_cli.data.decode", "decode"))
 
 
 def results() -> dict[str, str]:
