@@ -123,10 +123,23 @@ class Expression:
 
     def sampling_denoiser(self, cache_bytes: int = CONDITION_CACHE_BYTES
                           ) -> Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]:
-        """The denoiser callable handed to a sampler: the network's projection of the conditions,
-        which no step changes, is computed once per ``cond`` dict (samplers and the window wrapper
-        pass the same dicts at every step) and held by this callable only, up to ``cache_bytes``
-        in all (beyond that, a dict's projection is computed at each call)."""
+        """The denoiser callable handed to a sampler.
+
+        The network's projection of the conditions, which no step changes, is computed once per
+        ``cond`` dict (samplers and the window wrapper pass the same dicts at every step) and held
+        by this callable only.
+
+        Parameters
+        ----------
+        cache_bytes : int, optional
+            The most the held projections may take in all; beyond it, a dict's projection is
+            computed at each call.
+
+        Returns
+        -------
+        callable
+            ``denoise(x_t, t, cond) -> output``.
+        """
         memo: dict[int, tuple[dict, torch.Tensor]] = {}
         held = [0]
 

@@ -186,7 +186,7 @@ def _tiny_expression(store_path, scale: float = 0.3):
     return expr, SegmentSet(st, "train").batch(np.arange(2))
 
 
-def test_guidance_combines_the_conditional_and_unconditional_passes(store_path):
+def test_guidance_changes_the_sample(store_path):
     expr, batch = _tiny_expression(store_path)
     seed = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     plain = expr.sample(batch, SamplingOptions(steps=3, guidance=1.0), generator=seed())

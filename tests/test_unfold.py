@@ -85,6 +85,12 @@ def test_a_score_with_a_repeat_is_unfolded_by_partitura(tmp_path):
     _assert_same(theirs, ours, score.name)
 
 
+@pytest.mark.parametrize("kind", ["MUSICXML", "MEI", "KERN", "MIDI"])
+def test_partituras_examples_in_every_format_unfold_as_partitura_unfolds_them(kind):
+    theirs, ours, _ = _partituras_and_ours(Path(getattr(pt, f"EXAMPLE_{kind}")))
+    _assert_same(theirs, ours, kind)
+
+
 @pytest.mark.slow
 def test_every_shared_score_unfolds_as_partitura_unfolds_it(shared_datasets):
     scores = sorted(p for p in shared_datasets.rglob("*") if p.suffix in (".musicxml", ".xml")

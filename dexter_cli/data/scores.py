@@ -223,7 +223,11 @@ def load_score(path: Path, unfold: bool = False) -> LoadedScore:
     """
     path = Path(path)
     try:
-        key = (hashlib.sha256(path.read_bytes()).hexdigest(), path.name, bool(unfold))
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        key = (digest.hexdigest(), path.name, bool(unfold))
     except OSError:
         key = None  # parse_score says what is wrong with the path
     if key in _LOADED:
@@ -236,8 +240,11 @@ def load_score(path: Path, unfold: bool = False) -> LoadedScore:
         warnings.simplefilter("always", DexterWarning)
         score = prepare_score(parse_score(path), unfold, path.name, in_place=True)
     said = [str(w.message) for w in caught if issubclass(w.category, DexterWarning)]
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for message in said:
+        warnings.warn(message, DexterWarning, stacklevel=2)
+    for w in caught:  # anything else, passed on as it came
+        if not issubclass(w.category, DexterWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if key is not None:
         _LOADED[key] = (score, said)
         while len(_LOADED) > LOADED_SCORES:

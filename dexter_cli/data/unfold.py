@@ -13,14 +13,30 @@ from ._partitura import pt
 
 
 def plays_as_written(path: object, part: object) -> bool:
-    """Whether a partitura score path visits the part's segments once each, in order, from its
-    first time point to its last (an unfolding of it is the part itself)."""
+    """Whether partitura's unfolding along ``path`` would give the part itself, renamed.
+
+    Parameters
+    ----------
+    path : partitura score path
+        The maximal path of ``part`` (``get_paths(part, ...)[0]``).
+    part : partitura Part
+
+    Returns
+    -------
+    bool
+        True when the path visits the part's segments once each, in order, from its first time
+        point (at 0: the copy starts its timeline there) to its last, and the part's note ids
+        are unique (the copy numbers a repeated id ``-1``, ``-2``, ...).
+    """
     segments = [path.segments[key] for key in path.path]
     if not segments or len(set(path.path)) != len(path.path):
         return False
-    if segments[0].start.t != part.first_point.t or segments[-1].end.t != part.last_point.t:
+    if part.first_point.t != 0 or segments[0].start.t != 0 or segments[-1].end.t != part.last_point.t:
         return False
-    return all(a.end.t == b.start.t for a, b in zip(segments, segments[1:]))
+    if not all(a.end.t == b.start.t for a, b in zip(segments, segments[1:])):
+        return False
+    ids = [note.id for note in part.notes if note.id is not None]
+    return len(ids) == len(set(ids))
 
 
 def unfold_maximal(part: object, in_place: bool = False) -> object:

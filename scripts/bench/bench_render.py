@@ -62,7 +62,7 @@ score = load_score(args["score"], unfold=True)
 t["parse"] = time.perf_counter() - t0
 t0 = time.perf_counter()
 p = np.zeros((len(score), 5), dtype=np.float32)
-p[:, 0], p[:, 1] = notated_beat_period(score) or 0.5, 64
+p[:, 0], p[:, 1] = notated_beat_period(score) or 0.5, 64 / 127  # velocity 64 (the codec row is velocity / 127)
 write_bytes(args["out"], performance_midi(decode_performance(score, p)))
 t["write"] = time.perf_counter() - t0
 t.update(notes=len(score), peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
