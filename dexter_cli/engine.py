@@ -140,8 +140,8 @@ class Expression:
         callable
             ``denoise(x_t, t, cond) -> output``.
         """
-        memo: dict[int, tuple[dict, torch.Tensor]] = {}
-        held = [0]
+        memo: dict[int, tuple[dict, torch.Tensor]] = {}  # id(cond) -> (cond, its projection)
+        nbytes = lambda h: h.numel() * h.element_size() if torch.is_tensor(h) else 0  # noqa: E731
 
         def denoise(x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
             args = (cond["s"], cond["c"], cond["mask"], cond["drop_s"], cond["drop_c"])
@@ -149,9 +149,8 @@ class Expression:
             if entry is not None and entry[0] is cond:
                 return self.model(x, t, *args, cond_h=entry[1])
             h = self.model.condition(*args)
-            size = h.numel() * h.element_size() if torch.is_tensor(h) else 0
-            if held[0] + size <= cache_bytes:
-                memo[id(cond)], held[0] = (cond, h), held[0] + size
+            if sum(nbytes(held) for _, held in memo.values()) + nbytes(h) <= cache_bytes:
+                memo[id(cond)] = (cond, h)
             return self.model(x, t, *args, cond_h=h)
 
         return denoise

@@ -233,22 +233,20 @@ def load_score(path: Path, unfold: bool = False) -> LoadedScore:
     if key in _LOADED:
         _LOADED.move_to_end(key)
         score, said = _LOADED[key]
-        for message in said:  # what the first load said, said again
-            warnings.warn(message, DexterWarning, stacklevel=2)
-        return score
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DexterWarning)
-        score = prepare_score(parse_score(path), unfold, path.name, in_place=True)
-    said = [str(w.message) for w in caught if issubclass(w.category, DexterWarning)]
-    for message in said:
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DexterWarning)
+            score = prepare_score(parse_score(path), unfold, path.name, in_place=True)
+        said = [str(w.message) for w in caught if issubclass(w.category, DexterWarning)]
+        for w in caught:  # anything else, passed on as it came
+            if not issubclass(w.category, DexterWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if key is not None:
+            _LOADED[key] = (score, said)
+            while len(_LOADED) > LOADED_SCORES:
+                _LOADED.popitem(last=False)
+    for message in said:  # said at every load, the first or one from the cache
         warnings.warn(message, DexterWarning, stacklevel=2)
-    for w in caught:  # anything else, passed on as it came
-        if not issubclass(w.category, DexterWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if key is not None:
-        _LOADED[key] = (score, said)
-        while len(_LOADED) > LOADED_SCORES:
-            _LOADED.popitem(last=False)
     return score
 
 

@@ -88,8 +88,7 @@ class WindowedDenoiser:
             total[s:s + self.width] += w
         self.weights = w
         self.norm = total
-        self._cond: dict | None = None  # the last cond dict seen, and its windows
-        self._wcond: dict = {}
+        self._cond: dict | None = None  # the last cond dict seen, and its windows' batches
         self._batches: list[dict] = []
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,11 +108,11 @@ class WindowedDenoiser:
         B, W = x.shape[0], len(self.starts)
         if cond is not self._cond:  # samplers pass the same (unchanged) dict at every step: cut it once
             self._cond = cond
-            self._wcond = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0))
-                           for k, v in cond.items()}
-            # the batches' cond dicts, also cut once: the wrapped denoiser sees the same dict for the
+            windows = {k: (self.split(v) if k in self.seq_keys else v.repeat_interleave(W, dim=0))
+                       for k, v in cond.items()}
+            # the batches' cond dicts, cut once: the wrapped denoiser sees the same dict for the
             # same batch at every step (and may cache what it derives from it)
-            self._batches = [{k: v[i:i + self.max_batch] for k, v in self._wcond.items()}
+            self._batches = [{k: v[i:i + self.max_batch] for k, v in windows.items()}
                              for i in range(0, B * W, self.max_batch)]
         xs, ts = self.split(x), t.repeat_interleave(W)
         # at most max_batch windows per call: the network's activations stay bounded however long the piece
